@@ -1,0 +1,164 @@
+"""Classifier stage: train on a source (real or synthetic), test on real.
+
+Every source gets the same classifier, optimizer, steps and batch size; only
+the training images differ, so the test accuracies compare the sources
+(the Classification Accuracy Score of Ravuri & Vinyals 2019). Finished
+classifiers are stored in the Orbax store and not retrained on a rerun.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import Any
+
+from absl import logging
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from gansynth import image_datasets
+from gansynth import input_pipeline
+from gansynth import models
+from gansynth import store
+from gansynth import synthesis
+from gansynth import train_loop
+
+
+@flax.struct.dataclass
+class ClassifierState:
+  step: jax.Array
+  params: Any
+  opt: Any
+  rng: jax.Array  # raw uint32 key data
+
+
+def load_source(config, workdir: str,
+                source: str) -> tuple[np.ndarray, np.ndarray]:
+  """Training images of a source: `real`, or a synthetic set in the workdir."""
+  if source == "real":
+    return input_pipeline.load_split(config.data, config.data.train_split)
+  images, labels = image_datasets.load_written(
+      synthesis.source_dir(workdir, source), "train")
+  return input_pipeline.fit_images(images, config.data.image_size,
+                                   config.data.channels), labels
+
+
+def optimizer(cfg) -> optax.GradientTransformation:
+  return optax.adam(cfg.learning_rate)
+
+
+def create_state(config, key: jax.Array) -> ClassifierState:
+  model = models.make_classifier(config.classifier, config.data.num_classes)
+  shape = (1, config.data.image_size, config.data.image_size,
+           config.data.channels)
+  k_init, k_rng = jax.random.split(key)
+  params = model.init(k_init, jnp.zeros(shape))["params"]
+  return ClassifierState(step=jnp.zeros((), jnp.int32), params=params,
+                         opt=optimizer(config.classifier).init(params),
+                         rng=jax.random.key_data(k_rng))
+
+
+def train_step(state: ClassifierState, images: jax.Array, labels: jax.Array,
+               *, model, tx, batch_size: int):
+  """One Adam step on a batch drawn from the epoch-shuffled training set."""
+  key = jax.random.wrap_key_data(state.rng)
+  n = labels.shape[0]
+  idx = input_pipeline.epoch_shuffled_indices(key, jnp.int32(n), n,
+                                              batch_size, state.step)
+  x, y = input_pipeline.to_float(images[idx]), labels[idx]
+
+  def loss_fn(params):
+    logits = model.apply({"params": params}, x)
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    return loss, jnp.mean(jnp.argmax(logits, -1) == y)
+
+  (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  updates, opt = tx.update(grads, state.opt, state.params)
+  return state.replace(step=state.step + 1,
+                       params=optax.apply_updates(state.params, updates),
+                       opt=opt), {"loss": loss, "accuracy": acc}
+
+
+def make_train_chunk(config):
+  model = models.make_classifier(config.classifier, config.data.num_classes)
+  step = functools.partial(train_step, model=model,
+                           tx=optimizer(config.classifier),
+                           batch_size=config.classifier.batch_size)
+  return train_loop.repeat_step(step, {"loss": (), "accuracy": ()})
+
+
+def store_meta(config, source: str) -> dict[str, Any]:
+  return {"source": source, "num_classes": config.data.num_classes,
+          "image_size": config.data.image_size,
+          "channels": config.data.channels, "width": config.classifier.width}
+
+
+def train(config, workdir: str, source: str, images: np.ndarray,
+          labels: np.ndarray, seed: int) -> ClassifierState:
+  """Trains (or restores the finished) classifier for `source`."""
+  total = config.classifier.train_steps
+  if len(labels) < config.classifier.batch_size:
+    raise image_datasets.DatasetError(
+        f"source {source!r} has {len(labels)} images, fewer than "
+        f"config.classifier.batch_size={config.classifier.batch_size}")
+  mngr = store.manager(store.classifier_dir(workdir, source, seed),
+                       max_to_keep=1)
+  state = create_state(config, jax.random.key(seed))
+  restored = store.restore_latest(mngr, store.abstract(state),
+                                  store_meta(config, source))
+  state = state if restored is None else restored
+  if int(state.step) >= total:
+    logging.info("classifier[%s, seed %d]: finished checkpoint kept", source,
+                 seed)
+    return state
+  chunk = jax.jit(make_train_chunk(config), donate_argnums=0)
+  images, labels = jax.device_put((images, labels))
+  step, t0 = int(state.step), time.time()
+  log_every = max(1, total // 5)
+  while step < total:
+    n = train_loop.next_chunk(step, total, [log_every])
+    state, metrics = chunk(state, images, labels, jnp.asarray(n, jnp.int32))
+    step += n
+    metrics = jax.device_get(metrics)
+    if not np.isfinite(metrics["loss"]):
+      raise FloatingPointError(
+          f"classifier[{source}] loss is not finite at step {step}; lower "
+          "config.classifier.learning_rate")
+    logging.info("classifier[%s, seed %d] step %d/%d loss %.3f train acc "
+                 "%.3f | %.0f img/s", source, seed, step, total,
+                 metrics["loss"], metrics["accuracy"],
+                 (step - 0) * config.classifier.batch_size /
+                 max(time.time() - t0, 1e-9))
+  store.save(mngr, step, state, store_meta(config, source))
+  return state
+
+
+def predict(config, params, images: np.ndarray) -> np.ndarray:
+  """Predicted labels for uint8 images, in batches."""
+  model = models.make_classifier(config.classifier, config.data.num_classes)
+  apply = jax.jit(lambda p, x: jnp.argmax(
+      model.apply({"params": p}, input_pipeline.to_float(x)), -1))
+  bs = config.classifier.eval_batch_size
+  out = []
+  for start in range(0, len(images), bs):
+    batch = images[start:start + bs]
+    pad = bs - len(batch)
+    if pad:  # Keep one batch shape: one compilation.
+      batch = np.concatenate([batch, np.zeros((pad,) + batch.shape[1:],
+                                              batch.dtype)])
+    out.append(np.asarray(apply(params, batch))[:bs - pad])
+  return np.concatenate(out)
+
+
+def scores(predictions: np.ndarray, labels: np.ndarray,
+           num_classes: int) -> dict[str, Any]:
+  """Accuracy, per-class accuracy and the confusion matrix (rows = truth)."""
+  confusion = np.zeros((num_classes, num_classes), np.int64)
+  np.add.at(confusion, (labels, predictions), 1)
+  per_class = confusion.diagonal() / np.maximum(confusion.sum(1), 1)
+  return {"accuracy": float(np.mean(predictions == labels)),
+          "per_class_accuracy": per_class.round(4).tolist(),
+          "confusion": confusion.tolist()}

@@ -1,0 +1,118 @@
+"""The config schema: every field and its default.
+
+Each file in configs/ starts from `default_config()` and changes what it
+needs. Every field is part of the schema: an override of a key that is not
+here (``--config.gan.stpes=5``) or of the wrong type fails at start-up, and
+`validate` rejects values no stage can use, before any work starts.
+"""
+
+import ml_collections
+
+
+def default_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+  # Comma-separated stages, run in this order: train_gan, synthesize, classify.
+  config.stages = "train_gan,synthesize,classify"
+
+  config.data = ml_collections.ConfigDict()
+  config.data.name = "sklearn_digits"  # a tfds name
+  config.data.data_dir = ""  # tfds data_dir; "" means tfds' default
+  config.data.train_split = "train"  # tfds slicing works: "train[:55000]"
+  config.data.test_split = "test"
+  config.data.image_size = 8  # square; images are resized to it
+  config.data.channels = 1
+  config.data.num_classes = 10
+  config.data.download = True  # let tfds download a missing data set
+  config.data.source_dir = ""  # original files to import (stage "prepare")
+
+  config.gan = ml_collections.ConfigDict()
+  config.gan.per_class = True  # K = num_classes GANs, or one unconditional GAN
+  config.gan.architecture = "study"  # "study" or "dcgan"
+  config.gan.loss = "bce"  # "bce" (non-saturating) or "study" (|X1 - X|)
+  config.gan.latent_dim = 100
+  config.gan.g_width = 64
+  config.gan.d_width = 64
+  config.gan.learning_rate = 2e-4
+  config.gan.beta1 = 0.5
+  config.gan.beta2 = 0.999
+  config.gan.batch_size = 64  # per GAN
+  config.gan.train_steps = 1000
+  config.gan.strategy = "vmap"  # how the K GANs are mapped: "vmap", "unroll"
+  config.gan.log_every = 100
+  config.gan.checkpoint_every = 500
+  config.gan.sample_every = 500  # 0: only at the end
+  config.gan.grid_per_class = 10
+
+  config.synthesis = ml_collections.ConfigDict()
+  config.synthesis.num_per_class = 7300  # the study's number per digit
+  config.synthesis.batch_size = 1000
+
+  config.classifier = ml_collections.ConfigDict()
+  config.classifier.sources = "real,gan"  # comma-separated
+  config.classifier.width = 32
+  config.classifier.learning_rate = 1e-3
+  config.classifier.batch_size = 128
+  config.classifier.train_steps = 2000
+  config.classifier.seed = 0
+  config.classifier.eval_batch_size = 1000
+  return config
+
+
+class ConfigError(ValueError):
+  """A config value that no stage can use."""
+
+
+STAGES = ("prepare", "train_gan", "synthesize", "classify")
+SOURCES = ("real", "gan", "procedural")
+
+
+def split_list(text: str) -> list[str]:
+  """"a, b" -> ["a", "b"]: lists are comma-separated strings in configs."""
+  return [s.strip() for s in text.split(",") if s.strip()]
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError naming the first bad field and what it should be."""
+  from gansynth import gan_train, losses, models  # pylint: disable=g-import-not-at-top
+
+  def need(ok: bool, field: str, what: str):
+    if not ok:
+      value = config
+      for part in field.split("."):
+        value = value[part]
+      raise ConfigError(f"config.{field}={value!r}: {what}")
+
+  def one_of(field, choices):
+    value = config
+    for part in field.split("."):
+      value = value[part]
+    need(value in choices, field, f"choose one of {tuple(choices)}")
+
+  stages = split_list(config.stages)
+  need(bool(stages) and all(s in STAGES for s in stages), "stages",
+       f"a comma-separated list of {STAGES}")
+  sources = split_list(config.classifier.sources)
+  need(bool(sources) and all(s in SOURCES for s in sources),
+       "classifier.sources", f"a comma-separated list of {SOURCES}")
+  need(8 <= config.data.image_size <= 256 and config.data.image_size % 4 == 0,
+       "data.image_size", "a multiple of 4 from 8 to 256 (e.g. 8, 28, 32, 64)")
+  one_of("data.channels", (1, 3))
+  need(config.data.num_classes >= 1, "data.num_classes", "at least 1")
+  one_of("gan.architecture", models.ARCHITECTURES)
+  one_of("gan.loss", losses.LOSSES)
+  one_of("gan.strategy", gan_train.STRATEGIES)
+  for field in ("gan.latent_dim", "gan.g_width", "gan.d_width",
+                "gan.batch_size", "gan.train_steps", "gan.log_every",
+                "gan.checkpoint_every", "gan.grid_per_class",
+                "synthesis.num_per_class", "synthesis.batch_size",
+                "classifier.width", "classifier.batch_size",
+                "classifier.train_steps", "classifier.eval_batch_size"):
+    section, name = field.split(".")
+    need(config[section][name] > 0, field, "must be a positive integer")
+  need(config.gan.sample_every >= 0, "gan.sample_every", "0 or more")
+  for field in ("gan.learning_rate", "classifier.learning_rate"):
+    section, name = field.split(".")
+    need(config[section][name] > 0, field, "must be positive")
+  for field in ("gan.beta1", "gan.beta2"):
+    need(0 <= config.gan[field.split(".")[1]] < 1, field, "must be in [0, 1)")

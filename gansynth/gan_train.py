@@ -1,0 +1,304 @@
+"""Training K class GANs at once: one stacked state, one jitted step.
+
+All K GANs' parameters, batch statistics, optimizer states and PRNG keys are
+stacked on a leading axis of one pytree (`GANState`). `gan_step` updates one
+GAN (D then G) on a batch of its own class; `map_over_gans` lifts it to all K
+(`jax.vmap`, or unrolled inside the jit, per `config.gan.strategy`), and
+`make_train_chunk` runs a dynamic number of such steps in one compiled call.
+
+Sections of `train`, top to bottom: input, models, state, checkpoint, step,
+loop.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from typing import Any, Callable
+
+from absl import logging
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from gansynth import image_grid
+from gansynth import input_pipeline
+from gansynth import losses
+from gansynth import metrics_log
+from gansynth import models
+from gansynth import store
+from gansynth import train_loop
+
+STRATEGIES = ("vmap", "unroll")
+METRICS = ("d_loss", "g_loss", "d_real", "d_fake")
+
+
+@flax.struct.dataclass
+class GAN:
+  """One GAN's training state (or K of them, stacked on axis 0)."""
+  g_params: Any
+  g_stats: Any
+  d_params: Any
+  d_stats: Any
+  g_opt: Any
+  d_opt: Any
+  rng: jax.Array  # raw uint32 key data, so checkpoints hold plain arrays
+
+
+@flax.struct.dataclass
+class GANState:
+  step: jax.Array  # int32 scalar, shared by all GANs
+  gans: GAN
+
+
+class NonFiniteError(FloatingPointError):
+  """A GAN's loss became NaN or infinite."""
+
+
+def num_gans(config) -> int:
+  return config.data.num_classes if config.gan.per_class else 1
+
+
+def optimizer(gan_config) -> optax.GradientTransformation:
+  return optax.adam(gan_config.learning_rate, b1=gan_config.beta1,
+                    b2=gan_config.beta2)
+
+
+def init_gan(key: jax.Array, generator: nn.Module, discriminator: nn.Module,
+             tx: optax.GradientTransformation, latent_dim: int,
+             image_shape: tuple[int, int, int]) -> GAN:
+  kg, kd, kr = jax.random.split(key, 3)
+  g_vars = generator.init(kg, jnp.zeros((1, latent_dim)), train=False)
+  d_vars = discriminator.init(kd, jnp.zeros((1,) + image_shape), train=False)
+  return GAN(g_params=g_vars["params"], g_stats=g_vars.get("batch_stats", {}),
+             d_params=d_vars["params"], d_stats=d_vars.get("batch_stats", {}),
+             g_opt=tx.init(g_vars["params"]), d_opt=tx.init(d_vars["params"]),
+             rng=jax.random.key_data(kr))
+
+
+def create_state(config, key: jax.Array) -> GANState:
+  """K freshly initialised GANs, GAN k from fold_in(key, k)."""
+  generator, discriminator = models.make_gan(
+      config.gan, config.data.image_size, config.data.channels)
+  shape = (config.data.image_size,) * 2 + (config.data.channels,)
+  init = functools.partial(init_gan, generator=generator,
+                           discriminator=discriminator,
+                           tx=optimizer(config.gan),
+                           latent_dim=config.gan.latent_dim, image_shape=shape)
+  keys = jax.vmap(lambda k: jax.random.fold_in(key, k))(
+      jnp.arange(num_gans(config)))
+  return GANState(step=jnp.zeros((), jnp.int32), gans=jax.vmap(init)(keys))
+
+
+def gan_step(gan: GAN, images: jax.Array, count: jax.Array, step: jax.Array,
+             *, generator: nn.Module, discriminator: nn.Module,
+             tx: optax.GradientTransformation, loss: str, batch_size: int,
+             latent_dim: int) -> tuple[GAN, dict[str, jax.Array]]:
+  """One D update then one G update of a single GAN on its own class.
+
+  `images`/`count` are this GAN's class (uint8 [N_max, H, W, C], padded).
+  Randomness is fold_in(key, step): the same step always sees the same batch
+  and noise, which makes resumed runs match uninterrupted ones.
+  """
+  key = jax.random.wrap_key_data(gan.rng)
+  idx = input_pipeline.epoch_shuffled_indices(
+      jax.random.fold_in(key, 0), count, images.shape[0], batch_size, step)
+  real = input_pipeline.to_float(images[idx])
+  kd, kg = jax.random.split(jax.random.fold_in(jax.random.fold_in(key, 1),
+                                               step))
+  z_d = jax.random.normal(kd, (batch_size, latent_dim))
+  z_g = jax.random.normal(kg, (batch_size, latent_dim))
+
+  def run_g(params, z):
+    return generator.apply({"params": params, "batch_stats": gan.g_stats}, z,
+                           train=True, mutable=["batch_stats"])
+
+  def run_d(params, stats, x):
+    out, upd = discriminator.apply({"params": params, "batch_stats": stats}, x,
+                                   train=True, mutable=["batch_stats"])
+    return out, upd.get("batch_stats", {})
+
+  fake, _ = run_g(gan.g_params, z_d)
+  fake = jax.lax.stop_gradient(fake)
+
+  def d_loss_fn(d_params):
+    real_logits, stats = run_d(d_params, gan.d_stats, real)
+    fake_logits, stats = run_d(d_params, stats, fake)
+    return (losses.discriminator_loss(loss, real_logits, fake_logits),
+            (stats, real_logits, fake_logits))
+
+  (d_loss, (d_stats, real_logits, fake_logits)), d_grads = (
+      jax.value_and_grad(d_loss_fn, has_aux=True)(gan.d_params))
+  d_updates, d_opt = tx.update(d_grads, gan.d_opt, gan.d_params)
+  d_params = optax.apply_updates(gan.d_params, d_updates)
+
+  def g_loss_fn(g_params):
+    fake, g_upd = run_g(g_params, z_g)
+    logits, _ = run_d(d_params, d_stats, fake)
+    return (losses.generator_loss(loss, logits),
+            g_upd.get("batch_stats", {}))
+
+  (g_loss, g_stats), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
+      gan.g_params)
+  g_updates, g_opt = tx.update(g_grads, gan.g_opt, gan.g_params)
+  g_params = optax.apply_updates(gan.g_params, g_updates)
+
+  new = gan.replace(g_params=g_params, g_stats=g_stats, d_params=d_params,
+                    d_stats=d_stats, g_opt=g_opt, d_opt=d_opt)
+  metrics = {"d_loss": d_loss, "g_loss": g_loss,
+             "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
+             "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits))}
+  return new, metrics
+
+
+def map_over_gans(fn: Callable, strategy: str) -> Callable:
+  """Lifts fn(gan, images, count, step) to the stacked K-GAN axis.
+
+  `vmap` is the natural expression; `unroll` traces the K steps one after the
+  other inside the same jit, which some backends run faster (see bench.py).
+  Both give the same numbers.
+  """
+  if strategy == "vmap":
+    return jax.vmap(fn, in_axes=(0, 0, 0, None))
+  if strategy == "unroll":
+    def unrolled(gans, images, counts, step):
+      outs = [fn(jax.tree.map(lambda x: x[k], gans), images[k], counts[k], step)
+              for k in range(counts.shape[0])]
+      return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
+    return unrolled
+  raise ValueError(f"config.gan.strategy={strategy!r}; choose one of "
+                   f"{STRATEGIES}")
+
+
+def make_step(config) -> Callable:
+  """The pure K-GAN step: (GAN stacked, images, counts, step) -> (GAN, metrics)."""
+  generator, discriminator = models.make_gan(
+      config.gan, config.data.image_size, config.data.channels)
+  step = functools.partial(
+      gan_step, generator=generator, discriminator=discriminator,
+      tx=optimizer(config.gan), loss=config.gan.loss,
+      batch_size=config.gan.batch_size, latent_dim=config.gan.latent_dim)
+  return map_over_gans(step, config.gan.strategy)
+
+
+def make_train_chunk(config) -> Callable:
+  """(state, data, num_steps) -> (state, mean metrics [K]) in one compiled call."""
+  k_step = make_step(config)
+
+  def one_step(state: GANState, data: input_pipeline.ClassData):
+    gans, metrics = k_step(state.gans, data.images, data.counts, state.step)
+    return GANState(step=state.step + 1, gans=gans), metrics
+
+  k = num_gans(config)
+  return train_loop.repeat_step(one_step, {n: (k,) for n in METRICS})
+
+
+def make_sampler(config) -> Callable:
+  """(GAN stacked, z [K, n, latent]) -> images [K, n, H, W, C] in [-1, 1].
+
+  Uses the generators' running batch statistics (inference mode).
+  """
+  generator, _ = models.make_gan(config.gan, config.data.image_size,
+                                 config.data.channels)
+
+  def sample_one(gan: GAN, z):
+    return generator.apply({"params": gan.g_params,
+                            "batch_stats": gan.g_stats}, z, train=False)
+
+  return jax.jit(jax.vmap(sample_one))
+
+
+def fixed_noise(config, per_class: int) -> jax.Array:
+  key = jax.random.fold_in(jax.random.key(config.seed), 7)
+  return jax.random.normal(key, (num_gans(config), per_class,
+                                 config.gan.latent_dim))
+
+
+def store_meta(config) -> dict[str, Any]:
+  """What a stored GAN state depends on; a mismatch means another config."""
+  g = config.gan
+  return {"num_gans": num_gans(config), "image_size": config.data.image_size,
+          "channels": config.data.channels, "architecture": g.architecture,
+          "g_width": g.g_width, "d_width": g.d_width,
+          "latent_dim": g.latent_dim}
+
+
+def restore_or_create(config, mngr) -> GANState:
+  state = create_state(config, jax.random.key(config.seed))
+  restored = store.restore_latest(mngr, store.abstract(state),
+                                  store_meta(config))
+  return state if restored is None else restored
+
+
+def check_finite(metrics: dict[str, np.ndarray], step: int) -> None:
+  for name, values in metrics.items():
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+      raise NonFiniteError(
+          f"GAN(s) {bad.tolist()} have a non-finite {name} by step {step}; "
+          "the last finite checkpoint is kept. Lower config.gan.learning_rate "
+          "or change config.seed, then rerun.")
+
+
+def train(config, workdir: str) -> GANState:
+  """Trains (or resumes) the K class GANs; returns the final state."""
+  # Input: each class's real images, on the device.
+  images, labels = input_pipeline.load_split(config.data,
+                                             config.data.train_split)
+  data = input_pipeline.group_by_class(images, labels, num_gans(config))
+  input_pipeline.check_batch_size(data.counts, config.gan.batch_size,
+                                  f"{config.data.name}[{config.data.train_split}]")
+  data = jax.device_put(data)
+
+  # State and checkpoint: resume from the newest stored step if there is one.
+  mngr = store.manager(store.gan_dir(workdir))
+  state = restore_or_create(config, mngr)
+  start = int(state.step)
+  total = config.gan.train_steps
+  if start:
+    logging.info("GANs: resuming from step %d of %d", start, total)
+  if start >= total:
+    return state
+
+  # Step: compiled once; the state's buffers are donated.
+  chunk = jax.jit(make_train_chunk(config), donate_argnums=0)
+  sampler = make_sampler(config)
+  noise = fixed_noise(config, config.gan.grid_per_class)
+  log = metrics_log.MetricsLog(workdir, "gan_metrics.jsonl")
+  meta = store_meta(config)
+  intervals = [config.gan.log_every, config.gan.checkpoint_every,
+               config.gan.sample_every]
+
+  # Loop: run to the next log/checkpoint/sample boundary, then act there.
+  step, t0, n_images = start, time.time(), 0
+  while step < total:
+    n = train_loop.next_chunk(step, total, intervals)
+    state, metrics = chunk(state, data, jnp.asarray(n, jnp.int32))
+    metrics = jax.device_get(metrics)
+    step += n
+    n_images += n * config.gan.batch_size * num_gans(config)
+    check_finite(metrics, step)
+    if step % config.gan.log_every == 0 or step == total:
+      log.write(step, metrics)
+      rate = n_images / max(time.time() - t0, 1e-9)
+      eta = (total - step) * config.gan.batch_size * num_gans(config) / rate
+      logging.info(
+          "GANs step %d/%d (%d%%) d_loss %.3f g_loss %.3f D(x) %.2f "
+          "D(G(z)) %.2f | %.0f img/s, eta %.0fs", step, total,
+          100 * step // total, metrics["d_loss"].mean(),
+          metrics["g_loss"].mean(), metrics["d_real"].mean(),
+          metrics["d_fake"].mean(), rate, eta)
+    if ((config.gan.sample_every and step % config.gan.sample_every == 0)
+        or step == total):
+      grid = input_pipeline.to_uint8(sampler(state.gans, noise))
+      image_grid.save_grid(
+          os.path.join(workdir, "samples", f"gan_step{step:06d}.png"), grid)
+      log.write_images(step, {"samples": image_grid.grid(grid)[None]})
+    if step % config.gan.checkpoint_every == 0 or step == total:
+      store.save(mngr, step, state, meta)
+  log.close()
+  return state

@@ -1,0 +1,151 @@
+"""Input pipeline: tfds splits -> device-resident per-class arrays -> batches.
+
+Data sets that fit in memory (SVHN, MNIST, the digits) are read once through
+tfds, grouped by class into one padded uint8 array [K, N_max, H, W, C], and
+kept on the device. Batches are then drawn *inside* the jitted train step
+from an explicit PRNG key and the step number, so:
+  * every GAN sees only its own class and reshuffles it each epoch
+    (classes of unequal size each repeat at their own pace);
+  * there is no host-to-device copy per step;
+  * a resumed run draws exactly the batches an uninterrupted run would, with
+    no iterator state to checkpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+import gansynth.datasets  # noqa: F401  (registers the bundled builders)
+from gansynth import data_import
+from gansynth import image_datasets
+from gansynth.image_datasets import DatasetError
+
+
+@flax.struct.dataclass
+class ClassData:
+  """Images grouped by class: images[k, :counts[k]] are class k's images."""
+  images: jax.Array  # uint8 [K, N_max, H, W, C]
+  counts: jax.Array  # int32 [K]
+
+
+def open_builder(data_config: Any) -> tfds.core.DatasetBuilder:
+  """The tfds builder of the real data set, prepared (or a clear error).
+
+  The data sets bundled with gansynth are prepared locally; others are read
+  if prepared in data_dir, else downloaded if allowed, else the error says
+  which files to import (see data_import).
+  """
+  data_dir = data_config.data_dir or None
+  if data_config.name in gansynth.datasets.LOCAL:
+    builder = tfds.builder(data_config.name, data_dir=data_dir)
+    builder.download_and_prepare()
+    return builder
+  return data_import.open_builder(
+      data_config.name, data_dir,
+      [data_config.train_split, data_config.test_split],
+      download=data_config.download)
+
+
+def fit_images(images: np.ndarray, image_size: int,
+               channels: int) -> np.ndarray:
+  """Converts uint8 images to the config's square size and channel count."""
+  if images.shape[-1] != channels:
+    if images.shape[-1] == 1 and channels == 3:
+      images = np.repeat(images, 3, axis=-1)
+    elif images.shape[-1] == 3 and channels == 1:
+      images = np.round(images @ np.array([0.299, 0.587, 0.114]))[..., None]
+      images = images.astype(np.uint8)
+    else:
+      raise DatasetError(f"cannot turn {images.shape[-1]}-channel images into "
+                         f"{channels} channels")
+  h, w = images.shape[1:3]
+  if h != w:
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    images = images[:, top:top + s, left:left + s]
+  if images.shape[1] != image_size:
+    resized = tf.image.resize(images, (image_size, image_size),
+                              method="area", antialias=True)
+    images = np.clip(np.round(resized.numpy()), 0, 255).astype(np.uint8)
+  return images
+
+
+def load_split(data_config: Any, split: str) -> tuple[np.ndarray, np.ndarray]:
+  """A real split at the config's size: (uint8 [N, H, W, C], int32 [N])."""
+  images, labels = image_datasets.load_arrays(open_builder(data_config), split)
+  check_labels(labels, data_config.num_classes, f"{data_config.name}[{split}]")
+  return fit_images(images, data_config.image_size,
+                    data_config.channels), labels
+
+
+def check_labels(labels: np.ndarray, num_classes: int, what: str) -> None:
+  if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+    raise DatasetError(f"{what} has labels outside [0, {num_classes}): set "
+                       "config.data.num_classes to match the data set")
+
+
+def group_by_class(images: np.ndarray, labels: np.ndarray,
+                   num_groups: int) -> ClassData:
+  """Groups images by label (or all in one group for an unconditional GAN)."""
+  if num_groups == 1:
+    groups = [images]
+  else:
+    groups = [images[labels == k] for k in range(num_groups)]
+    empty = [k for k, g in enumerate(groups) if len(g) == 0]
+    if empty:
+      raise DatasetError(f"the training data has no images of class(es) "
+                         f"{empty}; every class GAN needs its own images")
+  n_max = max(len(g) for g in groups)
+  stacked = np.zeros((num_groups, n_max) + images.shape[1:], np.uint8)
+  for k, g in enumerate(groups):
+    stacked[k, :len(g)] = g
+  return ClassData(images=stacked,
+                   counts=np.array([len(g) for g in groups], np.int32))
+
+
+def epoch_shuffled_indices(key: jax.Array, count: jax.Array, capacity: int,
+                           batch_size: int, step: jax.Array) -> jax.Array:
+  """Indices of batch `step` of an endless stream over `count` items.
+
+  Each epoch is a fresh permutation of the first `count` of `capacity` slots
+  (padding sorts last), keyed by fold_in(key, epoch). A batch can straddle
+  two epochs; callers must keep batch_size <= count.
+  """
+  pos = step * batch_size + jnp.arange(batch_size)
+  epoch, offset = pos // count, pos % count
+  valid = jnp.arange(capacity) < count
+
+  def order(e):
+    u = jax.random.uniform(jax.random.fold_in(key, e), (capacity,))
+    return jnp.argsort(jnp.where(valid, u, 2.0))
+
+  first = epoch[0]
+  return jnp.where(epoch == first, order(first)[offset],
+                   order(first + 1)[offset])
+
+
+def to_float(images: jax.Array) -> jax.Array:
+  """uint8 [0, 255] -> float32 [-1, 1], the range of the generator's tanh."""
+  return images.astype(jnp.float32) / 127.5 - 1.0
+
+
+def to_uint8(images) -> np.ndarray:
+  """float [-1, 1] -> uint8 [0, 255]."""
+  return np.asarray(jnp.clip(jnp.round((images + 1.0) * 127.5), 0, 255),
+                    np.uint8)
+
+
+def check_batch_size(counts: np.ndarray, batch_size: int, what: str) -> None:
+  small = int(np.min(counts))
+  if batch_size > small:
+    raise DatasetError(
+        f"{what}: batch size {batch_size} is larger than the smallest class "
+        f"({small} images, class {int(np.argmin(counts))}); lower the batch "
+        "size or use more data")

@@ -1,0 +1,54 @@
+"""Command line: python -m gansynth.main --config configs/<name>.py --workdir DIR.
+
+All logic is in libraries that can be tested and imported in Colab; this
+file only parses flags and reports errors in one line.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+import tensorflow as tf
+
+from gansynth import pipeline
+from gansynth.config_schema import ConfigError
+from gansynth.gan_train import NonFiniteError
+from gansynth.image_datasets import DatasetError
+from gansynth.store import CheckpointError
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, samples, "
+                    "synthetic data sets and results.")
+config_flags.DEFINE_config_file(
+    "config", None, "Config file (configs/*.py); override fields with "
+    "--config.gan.train_steps=200.", lock_config=True)
+flags.mark_flags_as_required(["config", "workdir"])
+
+USER_ERRORS = (ConfigError, DatasetError, CheckpointError, NonFiniteError)
+
+
+def quiet_library_info(record) -> bool:
+  """Hides INFO lines of Orbax and tfds; their warnings still show."""
+  noisy = ("/orbax/", "/tensorflow_datasets/")
+  return record.levelno > logging.converter.STANDARD_INFO or not any(
+      n in record.pathname for n in noisy)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError("Too many command-line arguments.")
+  # Hide GPUs from TensorFlow: it only reads data; JAX owns the accelerators.
+  tf.config.experimental.set_visible_devices([], "GPU")
+  logging.get_absl_handler().addFilter(quiet_library_info)
+  try:
+    pipeline.run(FLAGS.config, FLAGS.workdir)
+  except USER_ERRORS as e:
+    logging.error("%s", e)
+    sys.exit(f"gansynth: error: {e}")
+
+
+if __name__ == "__main__":
+  app.run(main)

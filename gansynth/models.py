@@ -1,0 +1,147 @@
+"""Generator, discriminator and classifier as pure flax.linen modules.
+
+Two GAN families, chosen by ``config.gan.architecture``:
+  * ``study``: the SVHN study's nets. Generator = dense + three upsampling +
+    three convolutions; discriminator = three convolutions + three poolings +
+    one dense.
+  * ``dcgan``: Radford et al.'s strided DCGAN (5x5 kernels, stride 2, batch
+    norm, ReLU in G and leaky ReLU in D), as used for MNIST and CelebA.
+The classifier is the study's ConvNet: six convolutions, three poolings, one
+dense layer. Resolution and channels come from the config; images are square.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+ARCHITECTURES = ("study", "dcgan")
+BN_MOMENTUM = 0.9
+
+
+def num_doublings(image_size: int, max_doublings: int) -> int:
+  """How many x2 upsamplings reach `image_size` from an integer base size."""
+  n = 0
+  while n < max_doublings and image_size % (2 ** (n + 1)) == 0:
+    n += 1
+  return n
+
+
+class StudyGenerator(nn.Module):
+  """z -> dense -> 3 x (upsample, conv) -> image in [-1, 1].
+
+  Sizes that are not divisible by 8 (28x28) get fewer upsamplings; the last
+  convolutions then run at full resolution, so there are always three.
+  """
+  image_size: int
+  channels: int
+  width: int = 64
+
+  @nn.compact
+  def __call__(self, z, train: bool = True):
+    n_up = num_doublings(self.image_size, 3)
+    base = self.image_size // 2 ** n_up
+    x = nn.Dense(base * base * 4 * self.width)(z)
+    x = x.reshape(z.shape[0], base, base, 4 * self.width)
+    x = nn.relu(nn.BatchNorm(use_running_average=not train,
+                             momentum=BN_MOMENTUM)(x))
+    features = (2 * self.width, self.width, self.channels)
+    for i, f in enumerate(features):
+      if i < n_up:
+        x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+      x = nn.Conv(f, (3, 3))(x)
+      if i < len(features) - 1:
+        x = nn.relu(nn.BatchNorm(use_running_average=not train,
+                                 momentum=BN_MOMENTUM)(x))
+    return jnp.tanh(x)
+
+
+class StudyDiscriminator(nn.Module):
+  """image -> 3 x (conv, max-pool) -> dense -> one logit."""
+  width: int = 64
+
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    del train  # No batch norm: keeps D's real and fake batches independent.
+    for f in (self.width, 2 * self.width, 4 * self.width):
+      x = nn.leaky_relu(nn.Conv(f, (3, 3))(x), 0.2)
+      x = nn.max_pool(x, (2, 2), (2, 2), padding="SAME")
+    return nn.Dense(1)(x.reshape(x.shape[0], -1))[:, 0]
+
+
+class DCGANGenerator(nn.Module):
+  """Radford et al.: z -> dense -> strided 5x5 transposed convs -> tanh."""
+  image_size: int
+  channels: int
+  width: int = 64
+
+  @nn.compact
+  def __call__(self, z, train: bool = True):
+    n_up = num_doublings(self.image_size, 4)
+    base = self.image_size // 2 ** n_up
+    top = self.width * 2 ** (n_up - 1)
+    x = nn.Dense(base * base * top)(z).reshape(z.shape[0], base, base, top)
+    x = nn.relu(nn.BatchNorm(use_running_average=not train,
+                             momentum=BN_MOMENTUM)(x))
+    for i in range(n_up):
+      last = i == n_up - 1
+      f = self.channels if last else top // 2 ** (i + 1)
+      x = nn.ConvTranspose(f, (5, 5), strides=(2, 2), padding="SAME")(x)
+      if not last:
+        x = nn.relu(nn.BatchNorm(use_running_average=not train,
+                                 momentum=BN_MOMENTUM)(x))
+    return jnp.tanh(x)
+
+
+class DCGANDiscriminator(nn.Module):
+  """Radford et al.: strided 5x5 convs, batch norm after the first, leaky ReLU."""
+  width: int = 64
+  num_layers: int = 3
+
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    for i in range(self.num_layers):
+      x = nn.Conv(self.width * 2 ** i, (5, 5), strides=(2, 2), padding="SAME")(x)
+      if i > 0:
+        x = nn.BatchNorm(use_running_average=not train,
+                         momentum=BN_MOMENTUM)(x)
+      x = nn.leaky_relu(x, 0.2)
+    return nn.Dense(1)(x.reshape(x.shape[0], -1))[:, 0]
+
+
+class Classifier(nn.Module):
+  """The study's ConvNet: 3 x (conv, conv, max-pool), then one dense layer."""
+  num_classes: int = 10
+  width: int = 32
+
+  @nn.compact
+  def __call__(self, x, return_features: bool = False):
+    """Logits; with `return_features`, also the flattened penultimate layer."""
+    for f in (self.width, 2 * self.width, 4 * self.width):
+      x = nn.relu(nn.Conv(f, (3, 3))(x))
+      x = nn.relu(nn.Conv(f, (3, 3))(x))
+      x = nn.max_pool(x, (2, 2), (2, 2), padding="SAME")
+    features = x.reshape(x.shape[0], -1)
+    logits = nn.Dense(self.num_classes)(features)
+    return (logits, features) if return_features else logits
+
+
+def make_gan(gan_config: Any, image_size: int,
+             channels: int) -> tuple[nn.Module, nn.Module]:
+  """Builds (generator, discriminator) for `config.gan`."""
+  arch = gan_config.architecture
+  if arch == "study":
+    return (StudyGenerator(image_size, channels, gan_config.g_width),
+            StudyDiscriminator(gan_config.d_width))
+  if arch == "dcgan":
+    n_layers = max(1, num_doublings(image_size, 4))
+    return (DCGANGenerator(image_size, channels, gan_config.g_width),
+            DCGANDiscriminator(gan_config.d_width, n_layers))
+  raise ValueError(f"config.gan.architecture={arch!r}; choose one of "
+                   f"{ARCHITECTURES}")
+
+
+def make_classifier(classifier_config: Any, num_classes: int) -> Classifier:
+  return Classifier(num_classes, classifier_config.width)
