@@ -74,7 +74,7 @@ def split_list(text: str) -> list[str]:
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError naming the first bad field and what it should be."""
-  from gansynth import gan_train, losses, models  # pylint: disable=g-import-not-at-top
+  from gansynth import gan_axis, losses, models  # pylint: disable=g-import-not-at-top
 
   def need(ok: bool, field: str, what: str):
     if not ok:
@@ -101,7 +101,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   need(config.data.num_classes >= 1, "data.num_classes", "at least 1")
   one_of("gan.architecture", models.ARCHITECTURES)
   one_of("gan.loss", losses.LOSSES)
-  one_of("gan.strategy", gan_train.STRATEGIES)
+  one_of("gan.strategy", gan_axis.STRATEGIES)
   for field in ("gan.latent_dim", "gan.g_width", "gan.d_width",
                 "gan.batch_size", "gan.train_steps", "gan.log_every",
                 "gan.checkpoint_every", "gan.grid_per_class",

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from gansynth import gan_axis
 from gansynth import image_grid
 from gansynth import input_pipeline
 from gansynth import losses
@@ -33,7 +34,6 @@ from gansynth import models
 from gansynth import store
 from gansynth import train_loop
 
-STRATEGIES = ("vmap", "unroll")
 METRICS = ("d_loss", "g_loss", "d_real", "d_fake")
 
 
@@ -155,25 +155,6 @@ def gan_step(gan: GAN, images: jax.Array, count: jax.Array, step: jax.Array,
   return new, metrics
 
 
-def map_over_gans(fn: Callable, strategy: str) -> Callable:
-  """Lifts fn(gan, images, count, step) to the stacked K-GAN axis.
-
-  `vmap` is the natural expression; `unroll` traces the K steps one after the
-  other inside the same jit, which some backends run faster (see bench.py).
-  Both give the same numbers.
-  """
-  if strategy == "vmap":
-    return jax.vmap(fn, in_axes=(0, 0, 0, None))
-  if strategy == "unroll":
-    def unrolled(gans, images, counts, step):
-      outs = [fn(jax.tree.map(lambda x: x[k], gans), images[k], counts[k], step)
-              for k in range(counts.shape[0])]
-      return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
-    return unrolled
-  raise ValueError(f"config.gan.strategy={strategy!r}; choose one of "
-                   f"{STRATEGIES}")
-
-
 def make_step(config) -> Callable:
   """The pure K-GAN step: (GAN stacked, images, counts, step) -> (GAN, metrics)."""
   generator, discriminator = models.make_gan(
@@ -182,7 +163,7 @@ def make_step(config) -> Callable:
       gan_step, generator=generator, discriminator=discriminator,
       tx=optimizer(config.gan), loss=config.gan.loss,
       batch_size=config.gan.batch_size, latent_dim=config.gan.latent_dim)
-  return map_over_gans(step, config.gan.strategy)
+  return gan_axis.map_over_gans(step, config.gan.strategy)
 
 
 def make_train_chunk(config) -> Callable:
