@@ -4,6 +4,7 @@ All logic is in libraries that can be tested and imported in Colab; this
 file only parses flags and reports errors in one line.
 """
 
+import difflib
 import sys
 
 from absl import app
@@ -12,6 +13,7 @@ from absl import logging
 from ml_collections import config_flags
 import tensorflow as tf
 
+from gansynth import config_schema
 from gansynth import pipeline
 from gansynth.config_schema import ConfigError
 from gansynth.gan_train import NonFiniteError
@@ -37,6 +39,36 @@ def quiet_library_info(record) -> bool:
       n in record.pathname for n in noisy)
 
 
+def unknown_key_message(argv: list[str]) -> str:
+  """Names the --config.* override that is not in the schema, with hints."""
+  schema = config_schema.default_config()
+  for arg in argv:
+    if not arg.startswith("--config."):
+      continue
+    path = arg[len("--config."):].split("=")[0].split(".")
+    node = schema
+    for i, part in enumerate(path):
+      if not hasattr(node, "keys") or part not in node:
+        known = sorted(node.keys()) if hasattr(node, "keys") else []
+        close = difflib.get_close_matches(part, known, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        where = ".".join(["config"] + path[:i])
+        return (f"unknown config key --config.{'.'.join(path)}: {where} has "
+                f"no field {part!r}.{hint} Fields there: {', '.join(known)}")
+      node = node[part]
+  return "unknown config key (see gansynth/config_schema.py for the fields)"
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl flag parsing, with one clear line for a misspelt config key."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    sys.exit(f"gansynth: error: {e}")
+  except (AttributeError, KeyError):
+    sys.exit(f"gansynth: error: {unknown_key_message(argv)}")
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError("Too many command-line arguments.")
@@ -51,4 +83,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -43,7 +43,8 @@ class StudyGenerator(nn.Module):
   def __call__(self, z, train: bool = True):
     n_up = num_doublings(self.image_size, 3)
     base = self.image_size // 2 ** n_up
-    x = nn.Dense(base * base * 4 * self.width)(z)
+    # Layers followed by batch norm have no bias: BN would cancel it.
+    x = nn.Dense(base * base * 4 * self.width, use_bias=False)(z)
     x = x.reshape(z.shape[0], base, base, 4 * self.width)
     x = nn.relu(nn.BatchNorm(use_running_average=not train,
                              momentum=BN_MOMENTUM)(x))
@@ -51,8 +52,9 @@ class StudyGenerator(nn.Module):
     for i, f in enumerate(features):
       if i < n_up:
         x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
-      x = nn.Conv(f, (3, 3))(x)
-      if i < len(features) - 1:
+      last = i == len(features) - 1
+      x = nn.Conv(f, (3, 3), use_bias=last)(x)
+      if not last:
         x = nn.relu(nn.BatchNorm(use_running_average=not train,
                                  momentum=BN_MOMENTUM)(x))
     return jnp.tanh(x)
@@ -82,13 +84,15 @@ class DCGANGenerator(nn.Module):
     n_up = num_doublings(self.image_size, 4)
     base = self.image_size // 2 ** n_up
     top = self.width * 2 ** (n_up - 1)
-    x = nn.Dense(base * base * top)(z).reshape(z.shape[0], base, base, top)
+    x = nn.Dense(base * base * top, use_bias=False)(z)
+    x = x.reshape(z.shape[0], base, base, top)
     x = nn.relu(nn.BatchNorm(use_running_average=not train,
                              momentum=BN_MOMENTUM)(x))
     for i in range(n_up):
       last = i == n_up - 1
       f = self.channels if last else top // 2 ** (i + 1)
-      x = nn.ConvTranspose(f, (5, 5), strides=(2, 2), padding="SAME")(x)
+      x = nn.ConvTranspose(f, (5, 5), strides=(2, 2), padding="SAME",
+                           use_bias=last)(x)
       if not last:
         x = nn.relu(nn.BatchNorm(use_running_average=not train,
                                  momentum=BN_MOMENTUM)(x))
@@ -103,7 +107,8 @@ class DCGANDiscriminator(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = True):
     for i in range(self.num_layers):
-      x = nn.Conv(self.width * 2 ** i, (5, 5), strides=(2, 2), padding="SAME")(x)
+      x = nn.Conv(self.width * 2 ** i, (5, 5), strides=(2, 2), padding="SAME",
+                  use_bias=i == 0)(x)
       if i > 0:
         x = nn.BatchNorm(use_running_average=not train,
                          momentum=BN_MOMENTUM)(x)

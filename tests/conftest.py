@@ -1,0 +1,46 @@
+"""Shared fixtures: tiny configs on real (bundled) data, temp workdirs."""
+
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+from gansynth import config_schema  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="session")
+def tfds_dir(tmp_path_factory):
+  """One tfds data_dir for the session: sklearn_digits is prepared once."""
+  return str(tmp_path_factory.mktemp("tfds"))
+
+
+def tiny(config, tfds_dir):
+  """Shrinks a config to seconds on a CPU: widths 4-8, a few steps."""
+  config.data.data_dir = tfds_dir
+  config.data.download = False
+  config.gan.g_width = 4
+  config.gan.d_width = 4
+  config.gan.latent_dim = 8
+  config.gan.batch_size = 8
+  config.gan.train_steps = 6
+  config.gan.log_every = 2
+  config.gan.checkpoint_every = 2
+  config.gan.sample_every = 0
+  config.gan.grid_per_class = 3
+  config.synthesis.num_per_class = 20
+  config.synthesis.batch_size = 20
+  config.classifier.width = 4
+  config.classifier.batch_size = 16
+  config.classifier.train_steps = 10
+  config.classifier.eval_batch_size = 128
+  return config
+
+
+@pytest.fixture
+def tiny_config(tfds_dir):
+  """The default schema on sklearn digits (8x8x1, K=10), made tiny."""
+  return tiny(config_schema.default_config(), tfds_dir)

@@ -1,0 +1,58 @@
+"""Model output shapes and value ranges at every supported resolution."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from gansynth import models
+
+
+def gan_config(arch):
+  return ml_collections.ConfigDict(
+      {"architecture": arch, "g_width": 4, "d_width": 4})
+
+
+@pytest.mark.parametrize("arch", models.ARCHITECTURES)
+@pytest.mark.parametrize("size,channels", [(8, 1), (16, 1), (28, 1),
+                                           (32, 3), (64, 3)])
+def test_gan_shapes_and_ranges(arch, size, channels):
+  g, d = models.make_gan(gan_config(arch), size, channels)
+  z = jax.random.normal(jax.random.key(0), (3, 100))
+  g_vars = g.init(jax.random.key(1), z, train=False)
+  images = g.apply(g_vars, z, train=False)
+  assert images.shape == (3, size, size, channels)
+  assert float(jnp.max(jnp.abs(images))) <= 1.0
+  d_vars = d.init(jax.random.key(2), images, train=False)
+  logits = d.apply(d_vars, images, train=False)
+  assert logits.shape == (3,)
+  assert np.all(np.isfinite(logits))
+
+
+@pytest.mark.parametrize("size,channels", [(8, 1), (28, 1), (32, 3)])
+def test_classifier_shapes(size, channels):
+  model = models.Classifier(num_classes=10, width=4)
+  x = jnp.zeros((2, size, size, channels))
+  params = model.init(jax.random.key(0), x)
+  logits, features = model.apply(params, x, return_features=True)
+  assert logits.shape == (2, 10)
+  assert features.ndim == 2 and features.shape[0] == 2
+
+
+def test_study_architecture_layer_counts():
+  """Study nets: G dense + 3 convs, D 3 convs + dense, classifier 6 convs."""
+  g, d = models.make_gan(gan_config("study"), 32, 3)
+  g_params = g.init(jax.random.key(0), jnp.zeros((1, 100)))["params"]
+  d_params = d.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
+  c_params = models.Classifier(10, 4).init(
+      jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
+  count = lambda p, kind: sum(k.startswith(kind) for k in p)
+  assert (count(g_params, "Dense"), count(g_params, "Conv")) == (1, 3)
+  assert (count(d_params, "Conv"), count(d_params, "Dense")) == (3, 1)
+  assert (count(c_params, "Conv"), count(c_params, "Dense")) == (6, 1)
+
+
+def test_unknown_architecture_is_rejected():
+  with pytest.raises(ValueError, match="choose one of"):
+    models.make_gan(gan_config("resnet"), 32, 3)
