@@ -9,6 +9,7 @@ test digits. Ends in a few minutes on 2 CPU cores; see README for results.
 """
 
 from gansynth import config_schema
+from gansynth import procedural
 
 
 def get_config():
@@ -25,6 +26,8 @@ def get_config():
   config.gan.checkpoint_every = 500
   config.gan.sample_every = 500
   config.synthesis.num_per_class = 200
+  config.procedural.num_per_class = 200
+  config.procedural.render = procedural.default_config("mnist")
   config.classifier.width = 16
   config.classifier.batch_size = 64
   config.classifier.train_steps = 600

@@ -8,6 +8,8 @@ here (``--config.gan.stpes=5``) or of the wrong type fails at start-up, and
 
 import ml_collections
 
+from gansynth import procedural
+
 
 def default_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
@@ -48,6 +50,13 @@ def default_config() -> ml_collections.ConfigDict:
   config.synthesis.num_per_class = 7300  # the study's number per digit
   config.synthesis.batch_size = 1000
 
+  config.procedural = ml_collections.ConfigDict()
+  config.procedural.num_per_class = 7300  # as many as the study's GAN set
+  config.procedural.workers = 0  # render processes; 0: one per core
+  # The renderer's ranges (fonts, colours, distractors, noise ...): the SVHN
+  # preset; configs of grey digits use procedural.default_config("mnist").
+  config.procedural.render = procedural.default_config("svhn")
+
   config.classifier = ml_collections.ConfigDict()
   config.classifier.sources = "real,gan"  # comma-separated
   config.classifier.width = 32
@@ -56,6 +65,16 @@ def default_config() -> ml_collections.ConfigDict:
   config.classifier.train_steps = 2000
   config.classifier.seed = 0
   config.classifier.eval_batch_size = 1000
+
+  config.evaluation = ml_collections.ConfigDict()
+  config.evaluation.seeds = 3  # classifier seeds 0..seeds-1 per source
+  # GAN images added to real ones, as a fraction of the real training set size.
+  config.evaluation.mix_ratios = "0.5,1.0"
+  # Stratified real subsets (low-data sweep), each alone and with every mix.
+  config.evaluation.real_fractions = "0.01,0.1,1.0"
+  config.evaluation.feature_samples = 2000  # per set, for distances
+  config.evaluation.knn_k = 3  # precision/recall neighbourhood size
+  config.evaluation.inception_path = ""  # TODO: standard FID; unsupported yet
   return config
 
 
@@ -63,7 +82,7 @@ class ConfigError(ValueError):
   """A config value that no stage can use."""
 
 
-STAGES = ("prepare", "train_gan", "synthesize", "classify")
+STAGES = ("prepare", "train_gan", "synthesize", "classify", "evaluate")
 SOURCES = ("real", "gan", "procedural")
 
 
@@ -110,9 +129,32 @@ def validate(config: ml_collections.ConfigDict) -> None:
                 "classifier.train_steps", "classifier.eval_batch_size"):
     section, name = field.split(".")
     need(config[section][name] > 0, field, "must be a positive integer")
+  need(config.procedural.num_per_class > 0, "procedural.num_per_class",
+       "must be a positive integer")
+  need(config.procedural.workers >= 0, "procedural.workers", "0 or more")
   need(config.gan.sample_every >= 0, "gan.sample_every", "0 or more")
   for field in ("gan.learning_rate", "classifier.learning_rate"):
     section, name = field.split(".")
     need(config[section][name] > 0, field, "must be positive")
   for field in ("gan.beta1", "gan.beta2"):
     need(0 <= config.gan[field.split(".")[1]] < 1, field, "must be in [0, 1)")
+  ev = config.evaluation
+  need(ev.seeds >= 1, "evaluation.seeds", "at least 1")
+
+  def floats(field):
+    try:
+      return [float(v) for v in split_list(ev[field])]
+    except ValueError:
+      return [-1.0]
+
+  need(all(v > 0 for v in floats("mix_ratios")), "evaluation.mix_ratios",
+       "comma-separated positive numbers, e.g. '0.5,1' (or empty)")
+  need(all(0 < v <= 1 for v in floats("real_fractions")),
+       "evaluation.real_fractions",
+       "comma-separated fractions in (0, 1], e.g. '0.01,0.1,1' (or empty)")
+  need(ev.knn_k >= 1, "evaluation.knn_k", "at least 1")
+  need(ev.feature_samples >= (ev.knn_k + 1) * config.data.num_classes,
+       "evaluation.feature_samples",
+       "at least (knn_k + 1) * num_classes: every class needs k neighbours")
+  need(not ev.inception_path, "evaluation.inception_path",
+       "standard (Inception) FID is not implemented yet; leave it empty")

@@ -72,20 +72,30 @@ def dataset_dir(root_dir: str, name: str) -> str:
   return os.path.join(root_dir, name, VERSION)
 
 
-def load_arrays(builder: tfds.core.DatasetBuilder,
-                split: str) -> tuple[np.ndarray, np.ndarray]:
-  """Reads a whole split into memory: (uint8 [N, H, W, C], int32 [N])."""
-  ds = builder.as_dataset(split=split, shuffle_files=False).batch(4096)
+def load_arrays(builder: tfds.core.DatasetBuilder, split: str,
+                fit=None) -> tuple[np.ndarray, np.ndarray]:
+  """Reads a whole split into memory: (uint8 [N, H, W, C], int32 [N]).
+
+  `fit` (tf image -> tf image) runs inside tf.data, before the split is held
+  in memory. Data sets without labels (CelebA) get label 0.
+  """
+  def example(ex):
+    image = ex["image"]
+    if image.shape.rank == 2:
+      image = image[..., None]
+    label = ex["label"] if "label" in ex else tf.constant(0, tf.int64)
+    return {"image": fit(image) if fit else image, "label": label}
+
+  ds = builder.as_dataset(split=split, shuffle_files=False)
+  ds = ds.map(example, num_parallel_calls=tf.data.AUTOTUNE).batch(4096)
   images, labels = [], []
   for batch in tfds.as_numpy(ds):
     images.append(batch["image"])
     labels.append(batch["label"])
   if not images:
     raise DatasetError(f"{builder.name}[{split}] is empty")
-  images = np.concatenate(images).astype(np.uint8)
-  if images.ndim == 3:
-    images = images[..., None]
-  return images, np.concatenate(labels).astype(np.int32)
+  return (np.concatenate(images).astype(np.uint8),
+          np.concatenate(labels).astype(np.int32))
 
 
 def load_written(directory: str, split: str) -> tuple[np.ndarray, np.ndarray]:

@@ -20,7 +20,14 @@ def grid(images: np.ndarray, pad: int = 1) -> np.ndarray:
 
 
 def save_grid(path: str, images: np.ndarray, min_cell: int = 32) -> str:
-  """Writes a [R, C, H, W, ch] uint8 grid, upscaled so small images show."""
+  """Writes a [R, C, H, W, ch] uint8 grid, upscaled so small images show.
+
+  A single long row (one unconditional GAN) is folded into a square.
+  """
+  r, c = images.shape[:2]
+  side = int(round(c ** 0.5))
+  if r == 1 and c > 16 and side * side == c:
+    images = images.reshape((side, side) + images.shape[2:])
   scale = max(1, -(-min_cell // images.shape[2]))
   if scale > 1:
     images = images.repeat(scale, axis=2).repeat(scale, axis=3)

@@ -53,36 +53,48 @@ def open_builder(data_config: Any) -> tfds.core.DatasetBuilder:
       download=data_config.download)
 
 
-def fit_images(images: np.ndarray, image_size: int,
-               channels: int) -> np.ndarray:
-  """Converts uint8 images to the config's square size and channel count."""
-  if images.shape[-1] != channels:
-    if images.shape[-1] == 1 and channels == 3:
-      images = np.repeat(images, 3, axis=-1)
-    elif images.shape[-1] == 3 and channels == 1:
-      images = np.round(images @ np.array([0.299, 0.587, 0.114]))[..., None]
-      images = images.astype(np.uint8)
+def fit_tf(images: tf.Tensor, image_size: int, channels: int) -> tf.Tensor:
+  """Centre-crops to a square, resizes (area) and sets channels, in TF.
+
+  Works on one image [H, W, C] or a batch [N, H, W, C], so large data sets
+  (CelebA) are shrunk inside tf.data before they reach memory.
+  """
+  c = images.shape[-1]
+  if c != channels:
+    if c == 1 and channels == 3:
+      images = tf.repeat(images, 3, axis=-1)
+    elif c == 3 and channels == 1:
+      images = tf.round(tf.image.rgb_to_grayscale(tf.cast(images, tf.float32)))
     else:
-      raise DatasetError(f"cannot turn {images.shape[-1]}-channel images into "
-                         f"{channels} channels")
-  h, w = images.shape[1:3]
+      raise DatasetError(f"cannot turn {c}-channel images into {channels} "
+                         "channels")
+  h, w = images.shape[-3], images.shape[-2]
   if h != w:
     s = min(h, w)
     top, left = (h - s) // 2, (w - s) // 2
-    images = images[:, top:top + s, left:left + s]
-  if images.shape[1] != image_size:
-    resized = tf.image.resize(images, (image_size, image_size),
-                              method="area", antialias=True)
-    images = np.clip(np.round(resized.numpy()), 0, 255).astype(np.uint8)
-  return images
+    images = images[..., top:top + s, left:left + s, :]
+  if images.shape[-3] != image_size:
+    images = tf.image.resize(images, (image_size, image_size), method="area",
+                             antialias=True)
+  return tf.cast(tf.clip_by_value(tf.round(tf.cast(images, tf.float32)), 0,
+                                  255), tf.uint8)
+
+
+def fit_images(images: np.ndarray, image_size: int,
+               channels: int) -> np.ndarray:
+  """`fit_tf` for uint8 arrays already in memory (e.g. synthetic sources)."""
+  if images.shape[1:] == (image_size, image_size, channels):
+    return images
+  return fit_tf(tf.constant(images), image_size, channels).numpy()
 
 
 def load_split(data_config: Any, split: str) -> tuple[np.ndarray, np.ndarray]:
   """A real split at the config's size: (uint8 [N, H, W, C], int32 [N])."""
-  images, labels = image_datasets.load_arrays(open_builder(data_config), split)
+  images, labels = image_datasets.load_arrays(
+      open_builder(data_config), split,
+      fit=lambda x: fit_tf(x, data_config.image_size, data_config.channels))
   check_labels(labels, data_config.num_classes, f"{data_config.name}[{split}]")
-  return fit_images(images, data_config.image_size,
-                    data_config.channels), labels
+  return images, labels
 
 
 def check_labels(labels: np.ndarray, num_classes: int, what: str) -> None:

@@ -12,6 +12,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
 from gansynth import config_schema
 from gansynth import pipeline
@@ -75,6 +76,7 @@ def main(argv):
   # Hide GPUs from TensorFlow: it only reads data; JAX owns the accelerators.
   tf.config.experimental.set_visible_devices([], "GPU")
   logging.get_absl_handler().addFilter(quiet_library_info)
+  tfds.disable_progress_bar()  # our own progress lines say what is going on
   try:
     pipeline.run(FLAGS.config, FLAGS.workdir)
   except USER_ERRORS as e:

@@ -19,6 +19,7 @@ import numpy as np
 from gansynth import classifier_train
 from gansynth import config_schema
 from gansynth import data_import
+from gansynth import evaluation
 from gansynth import gan_train
 from gansynth import input_pipeline
 from gansynth import results
@@ -90,7 +91,11 @@ def run(config, workdir: str) -> None:
     timed("train_gan", gan_train.train, config, workdir)
   if "synthesize" in stages:
     timed("synthesize", synthesis.synthesize, config, workdir)
+    if "procedural" in config_schema.split_list(config.classifier.sources):
+      timed("render_procedural", synthesis.render_procedural, config, workdir)
   if "classify" in stages:
     timed("classify", classify, config, workdir)
+  if "evaluate" in stages:
+    timed("evaluate", evaluation.evaluate, config, workdir)
   with open(os.path.join(workdir, "timings.json"), "w") as f:
     json.dump(timings, f, indent=2)

@@ -1,9 +1,10 @@
-"""Synthesis stage: stored generators -> a labelled tfds data set on disk.
+"""Synthesis stage: synthetic sources -> labelled tfds data sets on disk.
 
-Reads the newest GAN checkpoint from the store (never the training run's
-memory), draws `config.synthesis.num_per_class` images from each class GAN
-and writes them as the tfds data set `<workdir>/synthetic/gan`, which the
-classifier stage reads exactly like real data. A PNG grid shows each class.
+`gan`: reads the newest GAN checkpoint from the store (never the training
+run's memory), draws `config.synthesis.num_per_class` images from each class
+GAN. `procedural`: the digit renderer (procedural.py). Each is written as the
+tfds data set `<workdir>/synthetic/<source>`, which the classifier stage
+reads exactly like real data, with a PNG grid of each class.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from gansynth import gan_train
 from gansynth import image_datasets
 from gansynth import image_grid
 from gansynth import input_pipeline
+from gansynth import procedural
 from gansynth import store
 
 
@@ -63,38 +65,65 @@ def generate(config, state: gan_train.GANState, num_per_class: int,
   return images.reshape((-1,) + images.shape[2:]), labels
 
 
-def synthesize(config, workdir: str) -> str:
-  """Writes (or keeps, if already made from the same checkpoint) the GAN set."""
-  state = load_generators(config, workdir)
-  directory = source_dir(workdir, "gan")
-  stamp_path = os.path.join(synthetic_root(workdir), "gan.json")
-  stamp = {"gan_step": int(state.step),
-           "num_per_class": config.synthesis.num_per_class,
-           "seed": config.seed}
+def store_source(workdir: str, source: str, stamp: dict, produce,
+                 num_classes: int, grid_per_class: int) -> str:
+  """Writes synthetic source `source` unless one made the same way exists.
+
+  `stamp` says how the source is made (checkpoint step, counts, seeds,
+  settings); `produce()` returns (uint8 images, labels). A source whose stored
+  stamp equals `stamp` is kept, so reruns never regenerate it.
+  """
+  directory = source_dir(workdir, source)
+  stamp_path = os.path.join(synthetic_root(workdir), f"{source}.json")
+  stamp = json.loads(json.dumps(stamp))  # as it reads back from JSON
   if os.path.exists(stamp_path) and os.path.isdir(directory):
     with open(stamp_path) as f:
       if json.load(f) == stamp:
-        logging.info("synthesis: %s is up to date, kept", directory)
+        logging.info("%s: %s is up to date, kept", source, directory)
         return directory
   t0 = time.time()
-  images, labels = generate(config, state, config.synthesis.num_per_class,
-                            config.seed)
+  images, labels = produce()
   t1 = time.time()
-  logging.info("synthesis: %d images from %d GANs in %.1fs", len(images),
-               gan_train.num_gans(config), t1 - t0)
-  if os.path.exists(directory):
-    shutil.rmtree(directory)
+  logging.info("%s: made %d images in %.1fs", source, len(images), t1 - t0)
   if os.path.exists(stamp_path):
     os.remove(stamp_path)
-  num_classes = (config.data.num_classes if config.gan.per_class else 1)
+  if os.path.exists(directory):
+    shutil.rmtree(directory)
   image_datasets.write_image_dataset(
-      synthetic_root(workdir), "gan", {"train": (images, labels)},
-      num_classes, description=f"GAN images, checkpoint step {state.step}")
+      synthetic_root(workdir), source, {"train": (images, labels)},
+      num_classes, description=json.dumps(stamp))
   with open(stamp_path, "w") as f:
     json.dump(stamp, f)
-  logging.info("synthesis: wrote %s in %.1fs", directory, time.time() - t1)
+  logging.info("%s: wrote %s in %.1fs", source, directory, time.time() - t1)
   image_grid.save_grid(
-      os.path.join(workdir, "samples", "gan_synthetic.png"),
-      image_grid.per_class_grid(images, labels, num_classes,
-                                config.gan.grid_per_class))
+      os.path.join(workdir, "samples", f"{source}_synthetic.png"),
+      image_grid.per_class_grid(images, labels, num_classes, grid_per_class))
   return directory
+
+
+def synthesize(config, workdir: str) -> str:
+  """Writes (or keeps, if made from the same checkpoint) the GAN source."""
+  state = load_generators(config, workdir)
+  stamp = {"gan_step": int(state.step),
+           "num_per_class": config.synthesis.num_per_class,
+           "seed": config.seed}
+  return store_source(
+      workdir, "gan", stamp,
+      lambda: generate(config, state, config.synthesis.num_per_class,
+                       config.seed),
+      gan_train.num_gans(config), config.gan.grid_per_class)
+
+
+def render_procedural(config, workdir: str) -> str:
+  """Writes (or keeps) the procedural source, rendered at the data's shape."""
+  shape = (config.data.image_size, config.data.image_size,
+           config.data.channels)
+  cfg = config.procedural
+  stamp = {"num_per_class": cfg.num_per_class, "seed": config.seed,
+           "shape": shape, "render": cfg.render.to_dict()}
+  return store_source(
+      workdir, "procedural", stamp,
+      lambda: procedural.render_dataset(
+          cfg.num_per_class, shape, cfg.render, config.seed,
+          num_workers=cfg.workers, num_classes=config.data.num_classes),
+      config.data.num_classes, config.gan.grid_per_class)

@@ -1,0 +1,453 @@
+"""Evaluation stage: how useful and how close to real are the synthetic images.
+
+Reads only what earlier stages stored (GAN checkpoints, synthetic data sets,
+gan_metrics.jsonl) and writes `<workdir>/report.md`, `<workdir>/report.json`
+and figures under `<workdir>/report/`:
+  * Classification Accuracy Score: a classifier per source (real, gan,
+    procedural), same settings, several seeds, tested on real images.
+  * Low-data and augmentation sweep: stratified real subsets, alone and with
+    GAN images added, so a reader sees how many real labels the GANs replace.
+  * Fréchet distance and k-NN precision/recall of each synthetic set against
+    real images, in the feature space of the classifier trained on real data.
+  * Pictures: generators at every stored step, GAN training curves,
+    confusion matrices, the low-data curves.
+Every classifier goes through `classifier_train.train`, which restores a
+finished one from the store, so a rerun trains nothing; no GAN is trained.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import platform
+import time
+from typing import Any, Callable
+
+from absl import logging
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+import tensorflow_datasets as tfds
+
+from gansynth import classifier_train
+from gansynth import config_schema
+from gansynth import distribution_metrics
+from gansynth import gan_train
+from gansynth import input_pipeline
+from gansynth import metrics_log
+from gansynth import models
+from gansynth import plots
+from gansynth import store
+
+FEATURE_SPACE = (
+    "penultimate layer of the classifier trained on real data (seed 0), not "
+    "Inception: distances compare sources within this project and are not "
+    "comparable to published FID values")
+Data = tuple[np.ndarray, np.ndarray]
+
+
+# Data: stratified subsets and mixes.
+
+
+def parse_floats(text: str) -> list[float]:
+  return [float(s) for s in config_schema.split_list(text)]
+
+
+def stratified_subset(labels: np.ndarray, fraction: float,
+                      rng: np.random.Generator) -> np.ndarray:
+  """Sorted indices of round(fraction * n_k) (at least 1) images per class.
+
+  Keeps each class's share of the data set. The draw only depends on the
+  rng, not on `fraction`, so subsets from equal rngs are nested.
+  """
+  picked = []
+  for k in np.unique(labels):
+    members = rng.permutation(np.flatnonzero(labels == k))
+    picked.append(members[:max(1, round(fraction * len(members)))])
+  return np.sort(np.concatenate(picked))
+
+
+def fill_batch(data: Data, batch_size: int) -> Data:
+  """Repeats a set smaller than one batch; the classifier needs a full batch."""
+  images, labels = data
+  reps = -(-batch_size // len(labels))
+  return (np.concatenate([images] * reps),
+          np.concatenate([labels] * reps)) if reps > 1 else data
+
+
+def experiment_name(fraction: float, ratio: float) -> str:
+  """"real0.1+gan1" etc.; all real images alone is the source "real"."""
+  name = "real" if fraction == 1 else f"real{fraction:g}"
+  return f"{name}+gan{ratio:g}" if ratio else name
+
+
+def mix(real: Data, gan: Data, fraction: float, ratio: float, seed: int,
+        base_seed: int) -> Data:
+  """`fraction` of the real set plus ratio * len(real) GAN images.
+
+  The real subset depends on (base_seed, seed) only, so "real0.1" and
+  "real0.1+gan1" of one seed share their real images.
+  """
+  rng = np.random.default_rng([base_seed, seed, 0])
+  idx = stratified_subset(real[1], fraction, rng)
+  images, labels = [real[0][idx]], [real[1][idx]]
+  if ratio:
+    want = ratio * len(real[1])
+    if want > len(gan[1]):
+      logging.warning("evaluation: %d GAN images wanted, %d synthesized; "
+                      "using all", want, len(gan[1]))
+    idx = stratified_subset(gan[1], min(1.0, want / len(gan[1])),
+                            np.random.default_rng([base_seed, seed, 1]))
+    images.append(gan[0][idx])
+    labels.append(gan[1][idx])
+  return np.concatenate(images), np.concatenate(labels)
+
+
+# Classifiers: train (or restore) per seed, score on real test images.
+
+
+def score_seeds(config, workdir: str, name: str,
+                make_data: Callable[[int], Data], seeds: list[int],
+                test: Data) -> dict[str, Any]:
+  """Accuracy mean/std over seeds and the seed-summed confusion matrix."""
+  k = config.data.num_classes
+  accuracies, per_class, counts = [], [], []
+  confusion = np.zeros((k, k), np.int64)
+  t0 = time.time()
+  for seed in seeds:
+    images, labels = make_data(seed)
+    counts.append(len(labels))
+    input_pipeline.check_labels(labels, k, name)
+    state = classifier_train.train(
+        config, workdir, name,
+        *fill_batch((images, labels), config.classifier.batch_size), seed)
+    scores = classifier_train.scores(
+        classifier_train.predict(config, state.params, test[0]), test[1], k)
+    accuracies.append(scores["accuracy"])
+    per_class.append(scores["per_class_accuracy"])
+    confusion += np.array(scores["confusion"])
+  out = {"accuracy_mean": float(np.mean(accuracies)),
+         "accuracy_std": float(np.std(accuracies, ddof=1)
+                               if len(seeds) > 1 else 0.0),
+         "accuracies": accuracies,
+         "per_class_accuracy_mean": np.mean(per_class, 0).round(4).tolist(),
+         "num_train_images": counts[0] if len(set(counts)) == 1 else counts,
+         "confusion": confusion.tolist(),
+         "seconds": round(time.time() - t0, 1)}
+  logging.info("evaluation[%s]: test accuracy %.2f%% +- %.2f (%d seeds)",
+               name, 100 * out["accuracy_mean"], 100 * out["accuracy_std"],
+               len(seeds))
+  return out
+
+
+def low_data(config, workdir: str, real: Data, gan: Data, seeds: list[int],
+             test: Data, cas: dict[str, Any]) -> dict[str, Any]:
+  """Every (real fraction, GAN ratio) pair, ratio 0 meaning real only."""
+  out = {}
+  for fraction in parse_floats(config.evaluation.real_fractions):
+    for ratio in [0.0] + parse_floats(config.evaluation.mix_ratios):
+      name = experiment_name(fraction, ratio)
+      if name in cas:  # "real": already scored as a source.
+        result = cas[name]
+      else:
+        result = score_seeds(
+            config, workdir, name,
+            lambda s, f=fraction, r=ratio: mix(real, gan, f, r, s,
+                                               config.seed), seeds, test)
+      out[name] = {"real_fraction": fraction, "gan_ratio": ratio, **result}
+  return out
+
+
+# Features: distances between real and synthetic sets.
+
+
+def features(config, params, images: np.ndarray) -> np.ndarray:
+  """Penultimate-layer features of the classifier, in fixed-size batches."""
+  model = models.make_classifier(config.classifier, config.data.num_classes)
+  apply = jax.jit(lambda p, x: model.apply(
+      {"params": p}, input_pipeline.to_float(x), return_features=True)[1])
+  bs = config.classifier.eval_batch_size
+  out = []
+  for start in range(0, len(images), bs):
+    batch = images[start:start + bs]
+    pad = bs - len(batch)
+    if pad:  # One batch shape: one compilation.
+      batch = np.concatenate([batch, np.zeros((pad,) + batch.shape[1:],
+                                              batch.dtype)])
+    out.append(np.asarray(apply(params, batch))[:bs - pad])
+  return np.concatenate(out)
+
+
+def distances(config, params, reference: Data,
+              sets: dict[str, Data]) -> dict[str, Any]:
+  """Each set against the real reference, overall and per class.
+
+  All sets are subsampled (stratified) to one size n, since the Fréchet
+  distance's bias depends on n; "real_test" (images the classifier never
+  saw, like the synthetic ones) gives the value a perfect generator would get.
+  """
+  sizes = [len(reference[1])] + [len(d[1]) for d in sets.values()]
+  n = min([config.evaluation.feature_samples] + sizes)
+  k = config.evaluation.knn_k
+
+  def sample(data, tag):
+    rng = np.random.default_rng([config.seed, 2, tag])
+    idx = stratified_subset(data[1], n / len(data[1]), rng)
+    return features(config, params, data[0][idx]), data[1][idx]
+
+  ref_f, ref_y = sample(reference, 0)
+  out = {"feature_space": FEATURE_SPACE, "num_samples": int(n), "knn_k": k,
+         "sets": {}}
+  for i, (name, data) in enumerate(sets.items()):
+    f, y = sample(data, i + 1)
+    per_class = [distribution_metrics.compare(ref_f[ref_y == c], f[y == c], k)
+                 for c in range(config.data.num_classes)]
+    out["sets"][name] = {"overall": distribution_metrics.compare(ref_f, f, k),
+                         "per_class": per_class}
+    logging.info("evaluation: %s vs real, Fréchet %.3f, precision %.3f, "
+                 "recall %.3f", name, *out["sets"][name]["overall"].values())
+  return out
+
+
+# Pictures of the generators over training.
+
+
+def restore_gans(config, mngr, step: int) -> gan_train.GANState:
+  """The GAN checkpoint of one step (restore_latest only gives the newest)."""
+  abstract = store.abstract(jax.eval_shape(
+      lambda: gan_train.create_state(config, jax.random.key(0))))
+  restored = mngr.restore(step, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+  store.check_compatible(restored["meta"], gan_train.store_meta(config),
+                         f"{mngr.directory}/{step}")
+  return restored["state"]
+
+
+def samples_by_step(config, workdir: str) -> dict[int, np.ndarray]:
+  """Fixed-noise samples uint8 [K, n, H, W, C] at init and every stored step.
+
+  Step 0 is rebuilt from config.seed as training initialised it (jitted:
+  the eager K-GAN init takes half a minute on a CPU).
+  """
+  sampler = gan_train.make_sampler(config)
+  noise = gan_train.fixed_noise(config, config.gan.grid_per_class)
+  mngr = store.manager(store.gan_dir(workdir))
+  init = jax.jit(lambda key: gan_train.create_state(config, key))
+  states = {0: init(jax.random.key(config.seed))}
+  states.update({s: restore_gans(config, mngr, s)
+                 for s in sorted(mngr.all_steps())})
+  return {s: input_pipeline.to_uint8(sampler(st.gans, noise))
+          for s, st in states.items()}
+
+
+def gan_pictures(config, workdir: str,
+                 class_names: list[str]) -> tuple[list[int], dict[str, Any]]:
+  """The stored steps, per-class grids over those steps, training curves."""
+  report_dir = os.path.join(workdir, "report")
+  by_step = samples_by_step(config, workdir)
+  steps = sorted(by_step)
+  stacked = np.stack([by_step[s] for s in steps], 1)  # [K, S, n, H, W, C]
+  figures = {"gan_over_steps": plots.labelled_grid(
+      stacked[:, :, 0], class_names, [str(s) for s in steps],
+      "first fixed-noise sample per class, by GAN step",
+      os.path.join(report_dir, "gan_over_steps.png"))}
+  figures["gan_class_over_steps"] = [
+      plots.labelled_grid(stacked[k], [f"step {s}" for s in steps],
+                          [""] * stacked.shape[2], f"GAN {class_names[k]}",
+                          os.path.join(report_dir, f"gan_class{k}_steps.png"))
+      for k in range(len(stacked))]
+  metrics_path = os.path.join(workdir, "gan_metrics.jsonl")
+  if os.path.exists(metrics_path):
+    figures["gan_curves"] = plots.gan_curves(
+        metrics_log.read_jsonl(metrics_path), class_names,
+        os.path.join(report_dir, "gan_curves.png"))
+  figures["training_grids"] = sorted(
+      glob.glob(os.path.join(workdir, "samples", "gan_step*.png")))
+  return steps, figures
+
+
+def classifier_figures(config, workdir: str, cas: dict[str, Any],
+                       experiments: dict[str, Any],
+                       num_real: int) -> dict[str, str]:
+  """Confusion matrices of every classifier and the low-data curves."""
+  report_dir = os.path.join(workdir, "report")
+
+  def confusions(results):
+    return {s: np.array(r["confusion"]) for s, r in results.items()}
+
+  figures = {"confusion_sources": plots.confusion_matrices(
+      confusions(cas), os.path.join(report_dir, "confusion_sources.png"))}
+  if experiments:
+    figures["confusion_low_data"] = plots.confusion_matrices(
+        confusions(experiments),
+        os.path.join(report_dir, "confusion_low_data.png"))
+    fractions = parse_floats(config.evaluation.real_fractions)
+    series = {}
+    for ratio in [0.0] + parse_floats(config.evaluation.mix_ratios):
+      runs = [experiments[experiment_name(f, ratio)] for f in fractions]
+      series[f"+ GAN x{ratio:g}" if ratio else "real only"] = [
+          (r["accuracy_mean"], r["accuracy_std"]) for r in runs]
+    figures["low_data"] = plots.low_data_curves(
+        fractions, series, num_real, os.path.join(report_dir, "low_data.png"))
+  return figures
+
+
+# The stage.
+
+
+def versions() -> dict[str, str]:
+  return {"python": platform.python_version(), "jax": jax.__version__,
+          "flax": flax.__version__, "optax": optax.__version__,
+          "orbax": ocp.__version__, "tfds": tfds.__version__,
+          "numpy": np.__version__}
+
+
+def evaluate(config, workdir: str) -> dict[str, Any]:
+  """Runs every measurement, writes report.json, report.md and figures."""
+  t0 = time.time()
+  seeds = list(range(config.evaluation.seeds))
+  test = input_pipeline.load_split(config.data, config.data.test_split)
+  sources = config_schema.split_list(config.classifier.sources)
+  data = {s: classifier_train.load_source(config, workdir, s)
+          for s in dict.fromkeys(["real", "gan"] + sources)}
+  cas = {s: score_seeds(config, workdir, s, lambda _, s=s: data[s], seeds,
+                        test) for s in sources}
+  if "real" not in cas:  # The feature space and low-data need it.
+    cas["real"] = score_seeds(config, workdir, "real",
+                              lambda _: data["real"], seeds, test)
+  experiments = low_data(config, workdir, data["real"], data["gan"], seeds,
+                         test, cas)
+  real_params = classifier_train.train(config, workdir, "real",
+                                       *data["real"], 0).params
+  compared = {"real_test": test}
+  compared.update({s: d for s, d in data.items() if s != "real"})
+  dist = distances(config, real_params, data["real"], compared)
+
+  class_names = [str(k) for k in range(config.data.num_classes)]
+  gan_steps, figures = gan_pictures(config, workdir, class_names)
+  figures.update(classifier_figures(config, workdir, cas, experiments,
+                                    len(data["real"][1])))
+  figures = jax.tree.map(lambda p: os.path.relpath(p, workdir), figures)
+
+  report = {"dataset": config.data.name, "test_split": config.data.test_split,
+            "num_test_images": int(len(test[1])), "seeds": seeds,
+            "cas": cas, "low_data": experiments, "distances": dist,
+            "gan_steps": gan_steps, "figures": figures, "versions": versions(),
+            "config": json.loads(config.to_json_best_effort()),
+            "seconds": round(time.time() - t0, 1)}
+  write(workdir, report)
+  logging.info("evaluation: report in %s (%.1fs)",
+               os.path.join(workdir, "report.md"), report["seconds"])
+  return report
+
+
+# The report.
+
+
+def write(workdir: str, report: dict[str, Any]) -> None:
+  with open(os.path.join(workdir, "report.json"), "w") as f:
+    json.dump(report, f, indent=2)
+  with open(os.path.join(workdir, "report.md"), "w") as f:
+    f.write(markdown(report))
+
+
+def _pm(r: dict[str, Any]) -> str:
+  return f"{100 * r['accuracy_mean']:.1f} ± {100 * r['accuracy_std']:.1f}"
+
+
+def _count(n) -> str:
+  return f"{n:,}" if isinstance(n, int) else "/".join(f"{m:,}" for m in n)
+
+
+def markdown(report: dict[str, Any]) -> str:
+  """The report as GitHub markdown; image links are relative to the workdir."""
+  seeds, cas, low = report["seeds"], report["cas"], report["low_data"]
+  dist, fig = report["distances"], report["figures"]
+  k = len(next(iter(cas.values()))["per_class_accuracy_mean"])
+  lines = [
+      f"# Evaluation: {report['dataset']}", "",
+      f"Every classifier has the same settings and is tested on the "
+      f"{report['num_test_images']:,} real images of "
+      f"`{report['dataset']}[{report['test_split']}]`. Accuracies are mean ± "
+      f"sample std over classifier seeds {seeds} (in %).", "",
+      "## Classification Accuracy Score (train on source, test on real)", "",
+      "| source | training images | test accuracy (%) | per seed |",
+      "| --- | ---: | ---: | --- |"]
+  for name, r in cas.items():
+    lines.append(f"| {name} | {_count(r['num_train_images'])} | {_pm(r)} | " +
+                 ", ".join(f"{100 * a:.1f}" for a in r["accuracies"]) + " |")
+  lines += ["", "Per-class test accuracy (%, mean over seeds):", "",
+            "| source | " + " | ".join(map(str, range(k))) + " |",
+            "| --- |" + " ---: |" * k]
+  for name, r in cas.items():
+    lines.append(f"| {name} | " + " | ".join(
+        f"{100 * a:.0f}" for a in r["per_class_accuracy_mean"]) + " |")
+  if low:
+    ratios = sorted({r["gan_ratio"] for r in low.values()})
+    fractions = sorted({r["real_fraction"] for r in low.values()})
+    by = {(r["real_fraction"], r["gan_ratio"]): r for r in low.values()}
+    lines += [
+        "", "## Fewer real labels, with and without GAN images", "",
+        "Stratified real subsets (nested across fractions), alone and with "
+        "GAN images added; GAN x r adds r times the full real training set "
+        "size. Test accuracy (%):", "",
+        "| real fraction | real images | " + " | ".join(
+            "real only" if r == 0 else f"+ GAN x{r:g}" for r in ratios) +
+        " |", "| ---: | ---: |" + " ---: |" * len(ratios)]
+    for f in fractions:
+      n = by[(f, 0.0)]["num_train_images"]
+      lines.append(f"| {f:g} | {_count(n)} | " + " | ".join(
+          _pm(by[(f, r)]) for r in ratios) + " |")
+    lines += ["", f"![low-data curves]({fig['low_data']})"]
+  lines += [
+      "", "## Distance to the real training images", "",
+      f"Feature space: {dist['feature_space']}. Each set is subsampled "
+      f"(stratified) to {dist['num_samples']:,} images; precision/recall "
+      f"use k = {dist['knn_k']} nearest neighbours (Kynkäänniemi et al. "
+      "2019). `real_test` (held-out real images) is the floor a perfect "
+      "generator would reach.", "",
+      "| set | Fréchet distance | precision | recall |",
+      "| --- | ---: | ---: | ---: |"]
+  for name, r in dist["sets"].items():
+    o = r["overall"]
+    lines.append(f"| {name} | {o['frechet']:.3f} | {o['precision']:.3f} | "
+                 f"{o['recall']:.3f} |")
+  for metric in ("frechet", "precision", "recall"):
+    lines += ["", f"Per-class {metric}:", "",
+              "| set | " + " | ".join(map(str, range(k))) + " |",
+              "| --- |" + " ---: |" * k]
+    for name, r in dist["sets"].items():
+      lines.append(f"| {name} | " + " | ".join(
+          f"{c[metric]:.2f}" for c in r["per_class"]) + " |")
+  lines += [
+      "", "## GANs over training", "",
+      f"Fixed noise, steps {report['gan_steps']} (step 0 = initialisation; "
+      "later steps are the checkpoints still in the store).", "",
+      f"![GANs over steps]({fig['gan_over_steps']})", "",
+      "Per class: " + ", ".join(f"[{c}]({p})" for c, p in enumerate(
+          fig["gan_class_over_steps"])) + "."]
+  if fig["training_grids"]:
+    lines += ["", "Grids written during training: " + ", ".join(
+        f"[{os.path.basename(p)}]({p})" for p in fig["training_grids"]) + "."]
+  if "gan_curves" in fig:
+    lines += ["", f"![GAN training curves]({fig['gan_curves']})"]
+  lines += ["", "## Confusion matrices (summed over seeds, row %)", "",
+            f"![confusion, sources]({fig['confusion_sources']})"]
+  if "confusion_low_data" in fig:
+    lines += ["", f"![confusion, low data]({fig['confusion_low_data']})"]
+  lines += [
+      "", "## Notes", "",
+      "- Standard FID (Inception features) is not computed: TODO, needs "
+      "Inception weights in a local file; all distances above are in the "
+      "project's own classifier feature space.",
+      "- Classifiers are cached in the store by name and seed; delete "
+      "`checkpoints/classifier/<name>_seed<s>` to retrain one after the "
+      "synthetic data changes.",
+      "- Versions: " + ", ".join(f"{n} {v}"
+                                 for n, v in report["versions"].items()) +
+      f"; evaluation took {report['seconds']:.0f}s."]
+  return "\n".join(lines) + "\n"
