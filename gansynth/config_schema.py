@@ -45,6 +45,10 @@ def default_config() -> ml_collections.ConfigDict:
   config.gan.checkpoint_every = 500
   config.gan.sample_every = 500  # 0: only at the end
   config.gan.grid_per_class = 10
+  # A GAN whose loss or parameters turn NaN/inf: "stop" the run, or
+  # "rollback" that GAN to its last checkpoint with a new seed (others go on).
+  config.gan.on_nonfinite = "stop"
+  config.gan.max_rollbacks = 3
 
   config.synthesis = ml_collections.ConfigDict()
   config.synthesis.num_per_class = 7300  # the study's number per digit
@@ -120,6 +124,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   need(config.data.num_classes >= 1, "data.num_classes", "at least 1")
   one_of("gan.architecture", models.ARCHITECTURES)
   one_of("gan.loss", losses.LOSSES)
+  one_of("gan.on_nonfinite", ("stop", "rollback"))
+  need(config.gan.max_rollbacks >= 0, "gan.max_rollbacks", "0 or more")
   one_of("gan.strategy", gan_axis.STRATEGIES)
   for field in ("gan.latent_dim", "gan.g_width", "gan.d_width",
                 "gan.batch_size", "gan.train_steps", "gan.log_every",

@@ -31,6 +31,7 @@ from gansynth import input_pipeline
 from gansynth import losses
 from gansynth import metrics_log
 from gansynth import models
+from gansynth import preemption
 from gansynth import store
 from gansynth import train_loop
 
@@ -215,14 +216,58 @@ def restore_or_create(config, mngr) -> GANState:
   return state if restored is None else restored
 
 
-def check_finite(metrics: dict[str, np.ndarray], step: int) -> None:
-  for name, values in metrics.items():
-    bad = np.flatnonzero(~np.isfinite(values))
-    if bad.size:
-      raise NonFiniteError(
-          f"GAN(s) {bad.tolist()} have a non-finite {name} by step {step}; "
-          "the last finite checkpoint is kept. Lower config.gan.learning_rate "
-          "or change config.seed, then rerun.")
+def nonfinite_gans(metrics: dict[str, np.ndarray],
+                   params_finite: np.ndarray) -> list[int]:
+  """The GANs whose chunk metrics or current parameters are not finite."""
+  ok = np.asarray(params_finite, bool).copy()
+  for values in metrics.values():
+    ok &= np.isfinite(values)
+  return np.flatnonzero(~ok).tolist()
+
+
+@jax.jit
+def params_finite(gans: GAN) -> jax.Array:
+  """[K] bool: whether all of GAN k's parameters are finite."""
+  def finite(tree):
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x))
+                              for x in jax.tree.leaves(tree)]))
+  return jax.vmap(lambda g: finite((g.g_params, g.d_params)))(gans)
+
+
+def roll_back(config, mngr, state: GANState, bad: list[int],
+              attempt: int) -> GANState:
+  """Puts GANs `bad` back to their newest stored (or initial) state.
+
+  Each gets a new PRNG key, so it does not walk into the same divergence;
+  the other GANs keep every step of progress.
+  """
+  good = create_state(config, jax.random.key(config.seed))
+  if mngr.latest_step() is not None:
+    good = store.restore_latest(mngr, store.abstract(good), store_meta(config))
+  gans = state.gans
+  for k in bad:
+    fresh = jax.random.key_data(jax.random.fold_in(
+        jax.random.wrap_key_data(good.gans.rng[k]), 1000 + attempt))
+    gans = jax.tree.map(lambda cur, ok: cur.at[k].set(ok[k]), gans, good.gans)
+    gans = gans.replace(rng=gans.rng.at[k].set(fresh))
+  return state.replace(gans=gans)
+
+
+def handle_nonfinite(config, mngr, state: GANState, bad: list[int], step: int,
+                     rollbacks: int) -> GANState:
+  """Stops with a message naming GANs and step, or rolls them back."""
+  where = (f"GAN(s) {bad} became non-finite (NaN/inf loss or parameters) by "
+           f"step {step}")
+  if (config.gan.on_nonfinite == "rollback"
+      and rollbacks < config.gan.max_rollbacks):
+    logging.warning("%s: rolling them back to their last checkpoint with a "
+                    "new seed (rollback %d of at most %d)", where,
+                    rollbacks + 1, config.gan.max_rollbacks)
+    return roll_back(config, mngr, state, bad, rollbacks)
+  raise NonFiniteError(
+      f"{where}; stopped, the last finite checkpoint is kept. Lower "
+      "config.gan.learning_rate, change config.seed, or set "
+      "config.gan.on_nonfinite=rollback, then rerun.")
 
 
 def train(config, workdir: str) -> GANState:
@@ -255,31 +300,42 @@ def train(config, workdir: str) -> GANState:
                config.gan.sample_every]
 
   # Loop: run to the next log/checkpoint/sample boundary, then act there.
-  step, t0, n_images = start, time.time(), 0
-  while step < total:
-    n = train_loop.next_chunk(step, total, intervals)
-    state, metrics = chunk(state, data, jnp.asarray(n, jnp.int32))
-    metrics = jax.device_get(metrics)
-    step += n
-    n_images += n * config.gan.batch_size * num_gans(config)
-    check_finite(metrics, step)
-    if step % config.gan.log_every == 0 or step == total:
-      log.write(step, metrics)
-      rate = n_images / max(time.time() - t0, 1e-9)
-      eta = (total - step) * config.gan.batch_size * num_gans(config) / rate
-      logging.info(
-          "GANs step %d/%d (%d%%) d_loss %.3f g_loss %.3f D(x) %.2f "
-          "D(G(z)) %.2f | %.0f img/s, eta %.0fs", step, total,
-          100 * step // total, metrics["d_loss"].mean(),
-          metrics["g_loss"].mean(), metrics["d_real"].mean(),
-          metrics["d_fake"].mean(), rate, eta)
-    if ((config.gan.sample_every and step % config.gan.sample_every == 0)
-        or step == total):
-      grid = input_pipeline.to_uint8(sampler(state.gans, noise))
-      image_grid.save_grid(
-          os.path.join(workdir, "samples", f"gan_step{step:06d}.png"), grid)
-      log.write_images(step, {"samples": image_grid.grid(grid)[None]})
-    if step % config.gan.checkpoint_every == 0 or step == total:
-      store.save(mngr, step, state, meta)
+  step, t0, rollbacks = start, time.time(), 0
+  images_per_step = config.gan.batch_size * num_gans(config)
+  with preemption.StopSignal() as stop:
+    while step < total:
+      n = train_loop.next_chunk(step, total, intervals)
+      state, metrics = chunk(state, data, jnp.asarray(n, jnp.int32))
+      metrics = jax.device_get(metrics)
+      step += n
+      bad = nonfinite_gans(metrics, params_finite(state.gans))
+      if bad:
+        state = handle_nonfinite(config, mngr, state, bad, step, rollbacks)
+        rollbacks += 1
+        continue
+      if step % config.gan.log_every == 0 or step == total:
+        log.write(step, metrics)
+        rate = (step - start) * images_per_step / max(time.time() - t0, 1e-9)
+        logging.info(
+            "GANs step %d/%d (%d%%) d_loss %.3f g_loss %.3f D(x) %.2f "
+            "D(G(z)) %.2f | %.0f img/s, eta %.0fs", step, total,
+            100 * step // total, metrics["d_loss"].mean(),
+            metrics["g_loss"].mean(), metrics["d_real"].mean(),
+            metrics["d_fake"].mean(), rate,
+            (total - step) * images_per_step / rate)
+      if ((config.gan.sample_every and step % config.gan.sample_every == 0)
+          or step == total):
+        grid = input_pipeline.to_uint8(sampler(state.gans, noise))
+        image_grid.save_grid(
+            os.path.join(workdir, "samples", f"gan_step{step:06d}.png"), grid)
+        log.write_images(step, {"samples": image_grid.grid(grid)[None]})
+      if (step % config.gan.checkpoint_every == 0 or step == total
+          or stop.requested):
+        store.save(mngr, step, state, meta)
+      if stop.requested:
+        log.close()
+        raise preemption.Preempted(
+            f"{stop.requested} at GAN step {step} of {total}: checkpoint "
+            "saved; rerun the same command to resume")
   log.close()
   return state

@@ -18,6 +18,7 @@ from gansynth import config_schema
 from gansynth import pipeline
 from gansynth.config_schema import ConfigError
 from gansynth.gan_train import NonFiniteError
+from gansynth.preemption import Preempted
 from gansynth.image_datasets import DatasetError
 from gansynth.store import CheckpointError
 
@@ -30,7 +31,8 @@ config_flags.DEFINE_config_file(
     "--config.gan.train_steps=200.", lock_config=True)
 flags.mark_flags_as_required(["config", "workdir"])
 
-USER_ERRORS = (ConfigError, DatasetError, CheckpointError, NonFiniteError)
+USER_ERRORS = (ConfigError, DatasetError, CheckpointError, NonFiniteError,
+               Preempted)
 
 
 def quiet_library_info(record) -> bool:

@@ -1,0 +1,232 @@
+"""Helpers for running gansynth from a notebook (Colab, Jupyter).
+
+The notebook (notebooks/gansynth_colab.ipynb) only calls these and
+`gansynth.pipeline`: load a config file with overrides from Python, set up
+logging as the command line does, and show a workdir's sample grids, loss
+curves and results table inline. Nothing here trains or scores anything.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import os
+import shutil
+import sys
+from typing import Any, Mapping
+
+import ml_collections
+
+from gansynth import metrics_log
+from gansynth.config_schema import ConfigError
+
+# The tiny offline run of the notebook's TINY mode (and of its test): the
+# quickstart on the bundled scikit-learn digits, seconds on a CPU.
+TINY_OVERRIDES = {
+    "data.name": "sklearn_digits",
+    "data.image_size": 8,
+    "data.channels": 1,
+    "data.download": False,
+    "stages": "train_gan,synthesize,classify",
+    "gan.g_width": 4,
+    "gan.d_width": 4,
+    "gan.latent_dim": 8,
+    "gan.batch_size": 8,
+    "gan.train_steps": 10,
+    "gan.log_every": 5,
+    "gan.checkpoint_every": 10,
+    "gan.sample_every": 5,
+    "gan.grid_per_class": 4,
+    "synthesis.num_per_class": 20,
+    "synthesis.batch_size": 100,
+    "procedural.num_per_class": 20,
+    "classifier.sources": "real,gan",
+    "classifier.width": 4,
+    "classifier.batch_size": 16,
+    "classifier.train_steps": 20,
+    "classifier.eval_batch_size": 360,
+}
+
+
+def in_colab() -> bool:
+  return "google.colab" in sys.modules or bool(os.environ.get("COLAB_RELEASE_TAG"))
+
+
+def repo_root() -> str:
+  """The checkout holding configs/: the current directory, a parent, or the
+  directory gansynth was imported from (an editable install)."""
+  here = os.path.abspath(os.getcwd())
+  candidates = [here]
+  while os.path.dirname(candidates[-1]) != candidates[-1]:
+    candidates.append(os.path.dirname(candidates[-1]))
+  candidates.append(os.path.dirname(os.path.dirname(os.path.abspath(
+      __file__))))
+  for path in candidates:
+    if os.path.isfile(os.path.join(path, "configs", "quickstart.py")):
+      return path
+  raise ConfigError("no configs/ folder found: run the notebook from the "
+                    "gansynth checkout (or let its install cell clone it)")
+
+
+def config_path(name: str) -> str:
+  """'svhn' -> <repo>/configs/svhn.py; a path to a .py file is kept."""
+  if name.endswith(".py") or os.sep in name:
+    path = name
+  else:
+    path = os.path.join(repo_root(), "configs", f"{name}.py")
+  if not os.path.isfile(path):
+    configs = sorted(os.path.basename(p)[:-3] for p in glob.glob(
+        os.path.join(repo_root(), "configs", "*.py")))
+    raise ConfigError(f"config {name!r} not found ({path}); configs: "
+                      f"{', '.join(configs)}")
+  return path
+
+
+def apply_overrides(config: ml_collections.ConfigDict,
+                    overrides: Mapping[str, Any]) -> None:
+  """Sets dotted fields ("gan.train_steps": 200) in a locked config.
+
+  As with --config.x=y on the command line, a key that is not in the schema
+  or a value of the wrong type raises ConfigError naming the field.
+  """
+  for key, value in overrides.items():
+    *parents, name = key.split(".")
+    node = config
+    try:
+      for part in parents:
+        node = node[part]
+      if name not in node:
+        raise KeyError(name)
+      node[name] = value
+    except (KeyError, AttributeError):
+      from gansynth import main  # pylint: disable=g-import-not-at-top
+      raise ConfigError(main.unknown_key_message(
+          [f"--config.{key}={value}"])) from None
+    except TypeError as e:
+      raise ConfigError(f"config.{key}={value!r}: {e}") from None
+
+
+def load_config(name: str, overrides: Mapping[str, Any] | None = None
+                ) -> ml_collections.ConfigDict:
+  """get_config() of configs/<name>.py, locked, with `overrides` applied.
+
+  The same config `--config configs/<name>.py --config.a.b=v` gives on the
+  command line (config_flags with lock_config=True).
+  """
+  path = config_path(name)
+  spec = importlib.util.spec_from_file_location(
+      f"gansynth_config_{os.path.basename(path)[:-3]}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config()
+  config.lock()
+  apply_overrides(config, overrides or {})
+  return config
+
+
+def setup_runtime() -> None:
+  """What gansynth.main does before a run: TF off the accelerators, progress
+  lines (absl INFO) on, Orbax/tfds chatter and progress bars off."""
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from gansynth import main  # pylint: disable=g-import-not-at-top
+  try:
+    tf.config.experimental.set_visible_devices([], "GPU")
+  except RuntimeError:  # TF already initialised its devices
+    pass
+  logging.set_verbosity(logging.INFO)
+  handler = logging.get_absl_handler()
+  if main.quiet_library_info not in handler.filters:
+    handler.addFilter(main.quiet_library_info)
+  tfds.disable_progress_bar()
+
+
+def sample_files(workdir: str) -> list[str]:
+  """The workdir's sample grids: the last training grid, then synthetic sets."""
+  samples = os.path.join(workdir, "samples")
+  steps = sorted(glob.glob(os.path.join(samples, "gan_step*.png")))
+  synthetic = sorted(glob.glob(os.path.join(samples, "*_synthetic.png")))
+  return steps[-1:] + synthetic
+
+
+def show_samples(workdir: str) -> list[str]:
+  """Displays the sample grids inline (rows = classes); returns their paths."""
+  from IPython import display  # pylint: disable=g-import-not-at-top
+  paths = sample_files(workdir)
+  for path in paths:
+    display.display(display.Markdown(f"`{os.path.relpath(path, workdir)}`"),
+                    display.Image(filename=path))
+  if not paths:
+    print(f"no sample grids in {workdir}/samples")
+  return paths
+
+
+def plot_losses(workdir: str, keys=("d_loss", "g_loss")):
+  """D and G loss per GAN over training, from gan_metrics.jsonl."""
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  path = os.path.join(workdir, "gan_metrics.jsonl")
+  if not os.path.exists(path):
+    print(f"no {path} (stage train_gan has not run)")
+    return None
+  rows = metrics_log.read_jsonl(path)
+  steps = [row["step"] for row in rows]
+  fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 3.8),
+                           squeeze=False)
+  for ax, key in zip(axes[0], keys):
+    values = np.array([np.atleast_1d(row[key]) for row in rows])
+    for k in range(values.shape[1]):
+      ax.plot(steps, values[:, k], lw=1, label=str(k))
+    ax.set_title(key)
+    ax.set_xlabel("GAN step")
+    ax.grid(alpha=0.3)
+  axes[0, -1].legend(title="GAN", fontsize="small", ncol=2)
+  plt.show()
+  return fig
+
+
+def show_results(workdir: str) -> str:
+  """Renders results.md (and the evaluation report, if any) as Markdown."""
+  from IPython import display  # pylint: disable=g-import-not-at-top
+  text = ""
+  for name in ("results.md", os.path.join("report", "report.md")):
+    path = os.path.join(workdir, name)
+    if os.path.exists(path):
+      with open(path) as f:
+        text += f.read() + "\n"
+  if not text:
+    text = f"*no results in {workdir} (stage classify has not run)*"
+  display.display(display.Markdown(text))
+  return text
+
+
+def save_workdir(workdir: str, dest: str) -> str | None:
+  """Copies the workdir to Google Drive (/content/drive/...) or GCS (gs://).
+
+  Drive is mounted first, in Colab only; elsewhere a Drive destination is
+  skipped. A gs:// destination is copied with tf.io.gfile (in Colab after
+  authenticating). Returns the destination, or None if nothing was copied.
+  """
+  if not dest:
+    return None
+  if dest.startswith("gs://"):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    if in_colab():
+      from google.colab import auth  # pylint: disable=g-import-not-at-top
+      auth.authenticate_user()
+    for root, _, files in tf.io.gfile.walk(workdir):
+      target = os.path.join(dest, os.path.relpath(root, workdir))
+      tf.io.gfile.makedirs(target)
+      for name in files:
+        tf.io.gfile.copy(os.path.join(root, name),
+                         os.path.join(target, name), overwrite=True)
+    return dest
+  if dest.startswith("/content/drive"):
+    if not in_colab():
+      print(f"not in Colab: Google Drive not mounted, {dest} skipped")
+      return None
+    from google.colab import drive  # pylint: disable=g-import-not-at-top
+    drive.mount("/content/drive")
+  shutil.copytree(workdir, dest, dirs_exist_ok=True)
+  return dest

@@ -1,0 +1,102 @@
+"""The Colab notebook: committed without outputs, and runs headless (TINY)."""
+
+import json
+import os
+import sys
+
+import nbclient
+import nbformat
+import pytest
+
+from conftest import REPO
+from gansynth import notebook_utils
+from gansynth.config_schema import ConfigError
+
+NOTEBOOK = os.path.join(REPO, "notebooks", "gansynth_colab.ipynb")
+CELL_TIMEOUT = 600  # seconds per cell; the whole TINY run takes ~1-2 minutes
+
+
+def read_notebook():
+  nb = nbformat.read(NOTEBOOK, as_version=4)
+  nbformat.validate(nb)
+  return nb
+
+
+def parameters_index(nb) -> int:
+  tagged = [i for i, c in enumerate(nb.cells)
+            if "parameters" in c.metadata.get("tags", [])]
+  assert len(tagged) == 1, "one cell tagged 'parameters' (papermill)"
+  return tagged[0]
+
+
+def test_committed_notebook_is_valid_and_has_no_outputs():
+  nb = read_notebook()
+  for cell in nb.cells:
+    if cell.cell_type == "code":
+      assert cell.outputs == [] and cell.execution_count is None, cell.source
+  params = nb.cells[parameters_index(nb)]
+  assert nb.cells.index(params) == min(
+      i for i, c in enumerate(nb.cells) if c.cell_type == "code")
+  for name in ("CONFIG", "WORKDIR", "TINY", "SAVE_TO"):
+    assert f"\n{name} = " in "\n" + params.source
+
+
+def kernel_for_this_python(root) -> str:
+  """A kernelspec that starts ipykernel with this interpreter (the venv)."""
+  kernel_dir = root / "kernels" / "gansynth-test"
+  kernel_dir.mkdir(parents=True)
+  spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f",
+                   "{connection_file}"],
+          "display_name": "gansynth test", "language": "python"}
+  (kernel_dir / "kernel.json").write_text(json.dumps(spec))
+  return "gansynth-test"
+
+
+def test_notebook_runs_tiny(tmp_path, tfds_dir, monkeypatch):
+  nb = read_notebook()
+  workdir, saved = tmp_path / "run", tmp_path / "saved"
+  nb.cells.insert(parameters_index(nb) + 1, nbformat.v4.new_code_cell(
+      f"TINY = True\nWORKDIR = {str(workdir)!r}\nDATA_DIR = {tfds_dir!r}\n"
+      f"SAVE_TO = {str(saved)!r}\n"
+      f"import sys\nassert sys.prefix == {sys.prefix!r}, sys.prefix"))
+  monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
+  kernel = kernel_for_this_python(tmp_path)
+  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
+  client = nbclient.NotebookClient(
+      nb, timeout=CELL_TIMEOUT, kernel_name=kernel,
+      resources={"metadata": {"path": REPO}})
+  client.execute(env=env)  # raises CellExecutionError if any cell fails
+
+  for run in ("quickstart", "svhn"):
+    results = (workdir / run / "results.md").read_text()
+    assert "| real | 1,437 |" in results and "| gan | 200 |" in results
+    assert (workdir / run / "samples" / "gan_synthetic.png").exists()
+    assert (saved / run / "results.json").exists()
+  outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+  shown = [o.get("data", {}) for o in outputs]
+  assert sum("image/png" in d for d in shown) >= 2 * 3  # 2 grids + curves
+  assert sum("| real | 1,437 |" in d.get("text/markdown", "")
+             for d in shown) == 2
+  text = "".join(o.get("text", "") for o in outputs)
+  assert "GANs step 10/10" in text and "backend: cpu" in text
+
+
+def test_load_config_overrides_like_the_command_line():
+  config = notebook_utils.load_config("quickstart", {"gan.train_steps": 7})
+  assert config.gan.train_steps == 7 and config.data.name == "sklearn_digits"
+  with pytest.raises(ConfigError, match="Did you mean 'gan'"):
+    notebook_utils.load_config("quickstart", {"gam.train_steps": 7})
+  with pytest.raises(ConfigError, match="config.gan.batch_size='abc'"):
+    notebook_utils.load_config("quickstart", {"gan.batch_size": "abc"})
+  with pytest.raises(ConfigError, match="configs: .*svhn"):
+    notebook_utils.load_config("svnh")
+
+
+def test_save_workdir_outside_colab(tmp_path):
+  (tmp_path / "run").mkdir()
+  (tmp_path / "run" / "results.md").write_text("x")
+  assert notebook_utils.save_workdir(str(tmp_path / "run"), "") is None
+  assert notebook_utils.save_workdir(
+      str(tmp_path / "run"), "/content/drive/MyDrive/x") is None
+  notebook_utils.save_workdir(str(tmp_path / "run"), str(tmp_path / "copy"))
+  assert (tmp_path / "copy" / "results.md").read_text() == "x"
