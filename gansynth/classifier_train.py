@@ -9,6 +9,7 @@ classifiers are stored in the Orbax store and not retrained on a rerun.
 from __future__ import annotations
 
 import functools
+import hashlib
 import time
 from typing import Any
 
@@ -16,6 +17,7 @@ from absl import logging
 import flax.struct
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 
@@ -83,11 +85,39 @@ def train_step(state: ClassifierState, images: jax.Array, labels: jax.Array,
 
 
 def make_train_chunk(config):
-  model = models.make_classifier(config.classifier, config.data.num_classes)
-  step = functools.partial(train_step, model=model,
-                           tx=optimizer(config.classifier),
-                           batch_size=config.classifier.batch_size)
-  return train_loop.repeat_step(step, {"loss": (), "accuracy": ()})
+  """The jitted chunk of classifier steps, shared by calls with equal settings
+  (so evaluating many sources and seeds does not recompile for each)."""
+  c = config.classifier
+  return _train_chunk(config.data.num_classes, c.width, c.learning_rate,
+                      c.batch_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _train_chunk(num_classes: int, width: int, learning_rate: float,
+                 batch_size: int):
+  cfg = ml_collections.ConfigDict({"width": width,
+                                   "learning_rate": learning_rate})
+  step = functools.partial(train_step,
+                           model=models.make_classifier(cfg, num_classes),
+                           tx=optimizer(cfg), batch_size=batch_size)
+  return jax.jit(train_loop.repeat_step(step, {"loss": (), "accuracy": ()}),
+                 donate_argnums=0)
+
+
+@functools.lru_cache(maxsize=8)
+def _predict_fn(num_classes: int, width: int):
+  model = models.make_classifier(
+      ml_collections.ConfigDict({"width": width}), num_classes)
+  return jax.jit(lambda p, x: jnp.argmax(
+      model.apply({"params": p}, input_pipeline.to_float(x)), -1))
+
+
+def fingerprint(images: np.ndarray, labels: np.ndarray) -> str:
+  """A short hash of a training set: a stored classifier is reused only for
+  the very data it was trained on (a re-synthesized source retrains)."""
+  h = hashlib.sha1(np.ascontiguousarray(labels).tobytes())
+  h.update(np.ascontiguousarray(images).tobytes())
+  return h.hexdigest()[:10]
 
 
 def store_meta(config, source: str) -> dict[str, Any]:
@@ -104,8 +134,9 @@ def train(config, workdir: str, source: str, images: np.ndarray,
     raise image_datasets.DatasetError(
         f"source {source!r} has {len(labels)} images, fewer than "
         f"config.classifier.batch_size={config.classifier.batch_size}")
-  mngr = store.manager(store.classifier_dir(workdir, source, seed),
-                       max_to_keep=1)
+  mngr = store.manager(
+      store.classifier_dir(workdir, source, seed, fingerprint(images, labels)),
+      max_to_keep=1)
   state = create_state(config, jax.random.key(seed))
   restored = store.restore_latest(mngr, store.abstract(state),
                                   store_meta(config, source))
@@ -114,7 +145,7 @@ def train(config, workdir: str, source: str, images: np.ndarray,
     logging.info("classifier[%s, seed %d]: finished checkpoint kept", source,
                  seed)
     return state
-  chunk = jax.jit(make_train_chunk(config), donate_argnums=0)
+  chunk = make_train_chunk(config)
   images, labels = jax.device_put((images, labels))
   step, t0 = int(state.step), time.time()
   log_every = max(1, total // 5)
@@ -138,9 +169,7 @@ def train(config, workdir: str, source: str, images: np.ndarray,
 
 def predict(config, params, images: np.ndarray) -> np.ndarray:
   """Predicted labels for uint8 images, in batches."""
-  model = models.make_classifier(config.classifier, config.data.num_classes)
-  apply = jax.jit(lambda p, x: jnp.argmax(
-      model.apply({"params": p}, input_pipeline.to_float(x)), -1))
+  apply = _predict_fn(config.data.num_classes, config.classifier.width)
   bs = config.classifier.eval_batch_size
   out = []
   for start in range(0, len(images), bs):

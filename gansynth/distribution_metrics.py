@@ -1,4 +1,4 @@
-"""How close two sets of feature vectors are: Fréchet distance, precision/recall.
+"""Distances between two sets of feature vectors: Fréchet, precision/recall.
 
 Both work on any feature space. The evaluation stage uses the penultimate
 layer of the classifier trained on real data, not Inception: the numbers

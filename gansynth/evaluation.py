@@ -27,7 +27,6 @@ from typing import Any, Callable
 from absl import logging
 import flax
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
@@ -444,9 +443,9 @@ def markdown(report: dict[str, Any]) -> str:
       "- Standard FID (Inception features) is not computed: TODO, needs "
       "Inception weights in a local file; all distances above are in the "
       "project's own classifier feature space.",
-      "- Classifiers are cached in the store by name and seed; delete "
-      "`checkpoints/classifier/<name>_seed<s>` to retrain one after the "
-      "synthetic data changes.",
+      "- Classifiers are cached in the store by name, seed and a hash of "
+      "their training set: a rerun reuses them, re-synthesized data trains "
+      "new ones.",
       "- Versions: " + ", ".join(f"{n} {v}"
                                  for n, v in report["versions"].items()) +
       f"; evaluation took {report['seconds']:.0f}s."]

@@ -140,10 +140,9 @@ def conv_as_matmul(lhs: jax.Array, rhs: jax.Array, *, window_strides, padding,
                    preferred_element_type, **_) -> jax.Array:
   """K convolutions (leading axis) as im2col patches @ kernels in one einsum.
 
-  Any `conv_general_dilated` (strides, padding, dilations, feature or batch
-  groups, as made by vmap-free forward and gradient convolutions) is
-  expressed as: pad/dilate the input, gather the windows with strided
-  slices, contract windows x input features against the kernel.
+  Handles any `conv_general_dilated` (strides, padding, dilations, feature
+  or batch groups), which covers the convolutions of a step's forward and
+  gradient passes.
   """
   lspec, rspec, ospec = dimension_numbers
   nsp = len(lspec) - 2
@@ -152,28 +151,77 @@ def conv_as_matmul(lhs: jax.Array, rhs: jax.Array, *, window_strides, padding,
                                                 lspec[1])])
   w = jnp.transpose(rhs, [0] + [1 + d for d in (*rspec[2:], rspec[1],
                                                 rspec[0])])
-  x = lax.pad(x, jnp.zeros((), x.dtype),
-              [(0, 0, 0)] * 2 + [(lo, hi, d - 1) for (lo, hi), d in
-                                 zip(padding, lhs_dilation)] + [(0, 0, 0)])
-  window = w.shape[1:1 + nsp]
-  out = [(x.shape[2 + i] - (window[i] - 1) * rhs_dilation[i] - 1)
-         // window_strides[i] + 1 for i in range(nsp)]
-  patches = _windows(x, window, out, window_strides, rhs_dilation)
-  # patches: [K, N, *out, Q, C] with Q = prod(window).
-  k, n, c = x.shape[0], x.shape[1], x.shape[-1]
-  g, b = feature_group_count, batch_group_count
-  o = w.shape[-1]
-  patches = patches.reshape((k, b, n // b) + tuple(out) +
-                            (patches.shape[-2], g, c // g))
-  w = w.reshape((k, -1, c // g, b, g, o // (b * g)))
-  y = jnp.einsum("kbn...qgc,kqcbgo->kn...bgo", patches, w,
-                 precision=precision,
-                 preferred_element_type=preferred_element_type)
-  y = y.reshape(y.shape[:2 + nsp] + (o,))
+  mm = dict(groups=(batch_group_count, feature_group_count),
+            precision=precision, preferred_element_type=preferred_element_type)
+  y = _conv_nhwc(x, w, tuple(window_strides), tuple(map(tuple, padding)),
+                 tuple(lhs_dilation), tuple(rhs_dilation), mm)
   # y: [K, N/b, *out, O] -> the layout of ospec.
   roles = [0] + list(range(2, 2 + nsp)) + [1]  # y's axes as ospec roles
   perm = [roles.index(ospec.index(j)) for j in range(2 + nsp)]
   return jnp.transpose(y, [0] + [1 + p for p in perm])
+
+
+def _conv_nhwc(x, w, strides, padding, lhs_dil, rhs_dil, mm):
+  """[K, N, *sp, C] (*) [K, *win, I, O] -> [K, N/b, *out, O].
+
+  An input dilation with stride 1 (transposed convolutions and gradients of
+  strided ones) is split into its d phases ("sub-pixel" convolutions), so
+  no product with the inserted zeros is computed.
+  """
+  i = next((i for i, (d, s) in enumerate(zip(lhs_dil, strides))
+            if d > 1 and s == 1), None)
+  if i is None:
+    return _im2col_conv(x, w, strides, padding, lhs_dil, rhs_dil, mm)
+  d, rd, (lo, hi) = lhs_dil[i], rhs_dil[i], padding[i]
+  length, taps_all = x.shape[2 + i], w.shape[1 + i]
+  out = (length - 1) * d + 1 + lo + hi - (taps_all - 1) * rd
+  phases = []
+  for r in range(d):
+    taps = [q for q in range(taps_all) if (r + q * rd - lo) % d == 0]
+    if r >= out or not taps:
+      phases.append(None)
+      continue
+    step = taps[1] - taps[0] if len(taps) > 1 else 1
+    rd2 = step * rd // d if len(taps) > 1 else 1
+    lo2 = -((r + taps[0] * rd - lo) // d)
+    hi2 = len(range(r, out, d)) - length - lo2 + (len(taps) - 1) * rd2
+    sub_w = lax.slice_in_dim(w, taps[0], taps[-1] + 1, step, axis=1 + i)
+    phases.append(_conv_nhwc(
+        x, sub_w, strides, _put(padding, i, (lo2, hi2)), _put(lhs_dil, i, 1),
+        _put(rhs_dil, i, rd2), mm))
+  m = -(-out // d)
+  like = next(p for p in phases if p is not None)
+  phases = [jnp.zeros(_put(like.shape, 2 + i, m), like.dtype) if p is None
+            else jnp.pad(p, [(0, m - p.shape[2 + i]) if a == 2 + i else (0, 0)
+                             for a in range(p.ndim)]) for p in phases]
+  y = jnp.stack(phases, axis=3 + i)  # [..., m, d, ...]: position m * d + r
+  y = y.reshape(_put(like.shape, 2 + i, m * d))
+  return lax.slice_in_dim(y, 0, out, axis=2 + i)
+
+
+def _put(t: tuple, i: int, v) -> tuple:
+  return tuple(t[:i]) + (v,) + tuple(t[i + 1:])
+
+
+def _im2col_conv(x, w, strides, padding, lhs_dil, rhs_dil, mm):
+  """Pads/dilates, gathers windows with strided slices, one batched einsum."""
+  nsp = len(strides)
+  x = lax.pad(x, jnp.zeros((), x.dtype),
+              [(0, 0, 0)] * 2 + [(lo, hi, d - 1) for (lo, hi), d in
+                                 zip(padding, lhs_dil)] + [(0, 0, 0)])
+  window = w.shape[1:1 + nsp]
+  out = [(x.shape[2 + i] - (window[i] - 1) * rhs_dil[i] - 1)
+         // strides[i] + 1 for i in range(nsp)]
+  patches = _windows(x, window, out, strides, rhs_dil)  # [K, N, *out, Q, C]
+  k, n, c = x.shape[0], x.shape[1], x.shape[-1]
+  (b, g), o = mm["groups"], w.shape[-1]
+  patches = patches.reshape((k, b, n // b) + tuple(out) +
+                            (patches.shape[-2], g, c // g))
+  w = w.reshape((k, -1, c // g, b, g, o // (b * g)))
+  y = jnp.einsum("kbn...qgc,kqcbgo->kn...bgo", patches, w,
+                 precision=mm["precision"],
+                 preferred_element_type=mm["preferred_element_type"])
+  return y.reshape(y.shape[:2 + nsp] + (o,))
 
 
 def _windows(x: jax.Array, window, out, strides, dilation) -> jax.Array:

@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import glob
 import importlib.util
+import logging as pylogging
 import os
 import shutil
 import sys
 from typing import Any, Mapping
 
+from absl import logging
 import ml_collections
+import tensorflow as tf
+import tensorflow_datasets as tfds
 
+from gansynth import main
 from gansynth import metrics_log
 from gansynth.config_schema import ConfigError
 
@@ -27,6 +32,8 @@ TINY_OVERRIDES = {
     "data.image_size": 8,
     "data.channels": 1,
     "data.download": False,
+    "gan.architecture": "study",  # as the quickstart, whatever the config
+    "gan.loss": "bce",
     "stages": "train_gan,synthesize,classify",
     "gan.g_width": 4,
     "gan.d_width": 4,
@@ -49,7 +56,7 @@ TINY_OVERRIDES = {
 
 
 def in_colab() -> bool:
-  return "google.colab" in sys.modules or bool(os.environ.get("COLAB_RELEASE_TAG"))
+  return "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
 
 
 def repo_root() -> str:
@@ -99,7 +106,6 @@ def apply_overrides(config: ml_collections.ConfigDict,
         raise KeyError(name)
       node[name] = value
     except (KeyError, AttributeError):
-      from gansynth import main  # pylint: disable=g-import-not-at-top
       raise ConfigError(main.unknown_key_message(
           [f"--config.{key}={value}"])) from None
     except TypeError as e:
@@ -124,21 +130,23 @@ def load_config(name: str, overrides: Mapping[str, Any] | None = None
   return config
 
 
+def quiet_records(record) -> bool:
+  """The command line's log filter, and clu's metric lines (plotted instead)."""
+  return main.quiet_library_info(record) and (
+      record.levelno > pylogging.INFO or "/clu/" not in record.pathname)
+
+
 def setup_runtime() -> None:
   """What gansynth.main does before a run: TF off the accelerators, progress
   lines (absl INFO) on, Orbax/tfds chatter and progress bars off."""
-  from absl import logging  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  from gansynth import main  # pylint: disable=g-import-not-at-top
   try:
     tf.config.experimental.set_visible_devices([], "GPU")
   except RuntimeError:  # TF already initialised its devices
     pass
   logging.set_verbosity(logging.INFO)
-  handler = logging.get_absl_handler()
-  if main.quiet_library_info not in handler.filters:
-    handler.addFilter(main.quiet_library_info)
+  # Without app.run, records reach Python's handlers, not absl's: filter at
+  # the logger. addFilter ignores a filter that is already there.
+  logging.get_absl_logger().addFilter(quiet_records)
   tfds.disable_progress_bar()
 
 
@@ -190,7 +198,7 @@ def show_results(workdir: str) -> str:
   """Renders results.md (and the evaluation report, if any) as Markdown."""
   from IPython import display  # pylint: disable=g-import-not-at-top
   text = ""
-  for name in ("results.md", os.path.join("report", "report.md")):
+  for name in ("results.md", "report.md"):
     path = os.path.join(workdir, name)
     if os.path.exists(path):
       with open(path) as f:
@@ -199,6 +207,17 @@ def show_results(workdir: str) -> str:
     text = f"*no results in {workdir} (stage classify has not run)*"
   display.display(display.Markdown(text))
   return text
+
+
+def copy_with_gfile(src: str, dest: str) -> None:
+  """Copies a local folder to any tf.io.gfile URL (gs://, ram://, ...)."""
+  for root, _, files in tf.io.gfile.walk(src):
+    rel = os.path.relpath(root, src)
+    target = dest.rstrip("/") + ("" if rel == "." else "/" + rel)
+    tf.io.gfile.makedirs(target)
+    for name in files:
+      tf.io.gfile.copy(os.path.join(root, name), f"{target}/{name}",
+                       overwrite=True)
 
 
 def save_workdir(workdir: str, dest: str) -> str | None:
@@ -211,16 +230,10 @@ def save_workdir(workdir: str, dest: str) -> str | None:
   if not dest:
     return None
   if dest.startswith("gs://"):
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
     if in_colab():
       from google.colab import auth  # pylint: disable=g-import-not-at-top
       auth.authenticate_user()
-    for root, _, files in tf.io.gfile.walk(workdir):
-      target = os.path.join(dest, os.path.relpath(root, workdir))
-      tf.io.gfile.makedirs(target)
-      for name in files:
-        tf.io.gfile.copy(os.path.join(root, name),
-                         os.path.join(target, name), overwrite=True)
+    copy_with_gfile(workdir, dest)
     return dest
   if dest.startswith("/content/drive"):
     if not in_colab():

@@ -2,7 +2,7 @@
 
 Layout under a workdir (see checkpoints/README.md):
   checkpoints/gan/<step>/{state,meta}             all K GANs, stacked
-  checkpoints/classifier/<source>_seed<s>/<step>/{state,meta}
+  checkpoints/classifier/<source>_seed<s>_<data hash>/<step>/{state,meta}
 Each checkpoint carries `meta` (JSON: what the state was built from), so a
 stage refuses a store made by an incompatible config instead of loading
 garbage. Orbax writes a step to a temporary directory and renames it when
@@ -27,9 +27,11 @@ def gan_dir(workdir: str) -> str:
   return os.path.join(os.path.abspath(workdir), "checkpoints", "gan")
 
 
-def classifier_dir(workdir: str, source: str, seed: int) -> str:
+def classifier_dir(workdir: str, source: str, seed: int,
+                   data_fingerprint: str) -> str:
+  """One classifier per source, seed and exact training set."""
   return os.path.join(os.path.abspath(workdir), "checkpoints", "classifier",
-                      f"{source}_seed{seed}")
+                      f"{source}_seed{seed}_{data_fingerprint}")
 
 
 def manager(directory: str, max_to_keep: int = 3) -> ocp.CheckpointManager:

@@ -7,6 +7,7 @@ import sys
 import nbclient
 import nbformat
 import pytest
+import tensorflow as tf
 
 from conftest import REPO
 from gansynth import notebook_utils
@@ -100,3 +101,9 @@ def test_save_workdir_outside_colab(tmp_path):
       str(tmp_path / "run"), "/content/drive/MyDrive/x") is None
   notebook_utils.save_workdir(str(tmp_path / "run"), str(tmp_path / "copy"))
   assert (tmp_path / "copy" / "results.md").read_text() == "x"
+  (tmp_path / "run" / "samples").mkdir()
+  (tmp_path / "run" / "samples" / "a.png").write_text("y")
+  notebook_utils.copy_with_gfile(str(tmp_path / "run"), "ram://bucket/run/")
+  assert tf.io.gfile.exists("ram://bucket/run/results.md")
+  with tf.io.gfile.GFile("ram://bucket/run/samples/a.png") as f:
+    assert f.read() == "y"
