@@ -14,7 +14,7 @@ from gansynth import notebook_utils
 from gansynth.config_schema import ConfigError
 
 NOTEBOOK = os.path.join(REPO, "notebooks", "gansynth_colab.ipynb")
-CELL_TIMEOUT = 600  # seconds per cell; the whole TINY run takes ~1-2 minutes
+CELL_TIMEOUT = 600  # seconds per cell; all of TINY: ~25 s warm, ~90 s cold
 
 
 def read_notebook():
