@@ -100,8 +100,7 @@ def _train_chunk(num_classes: int, width: int, learning_rate: float,
   step = functools.partial(train_step,
                            model=models.make_classifier(cfg, num_classes),
                            tx=optimizer(cfg), batch_size=batch_size)
-  return jax.jit(train_loop.repeat_step(step, {"loss": (), "accuracy": ()}),
-                 donate_argnums=0)
+  return train_loop.repeat_step(step, {"loss": (), "accuracy": ()})
 
 
 @functools.lru_cache(maxsize=8)
@@ -151,7 +150,7 @@ def train(config, workdir: str, source: str, images: np.ndarray,
   log_every = max(1, total // 5)
   while step < total:
     n = train_loop.next_chunk(step, total, [log_every])
-    state, metrics = chunk(state, images, labels, jnp.asarray(n, jnp.int32))
+    state, metrics = chunk(state, images, labels, n)
     step += n
     metrics = jax.device_get(metrics)
     if not np.isfinite(metrics["loss"]):

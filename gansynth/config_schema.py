@@ -40,7 +40,10 @@ def default_config() -> ml_collections.ConfigDict:
   config.gan.beta2 = 0.999
   config.gan.batch_size = 64  # per GAN
   config.gan.train_steps = 1000
-  config.gan.strategy = "vmap"  # how the K GANs are mapped: "vmap", "unroll"
+  config.gan.strategy = "auto"  # how the K GANs are mapped: see gan_axis.py
+  config.mesh = ml_collections.ConfigDict()  # devices (gansynth/parallel.py)
+  config.mesh.gan = 0  # devices along the GAN axis; 0: the most dividing K
+  config.mesh.distributed = False  # multi-host: jax.distributed.initialize()
   config.gan.log_every = 100
   config.gan.checkpoint_every = 500
   config.gan.sample_every = 500  # 0: only at the end
@@ -127,6 +130,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   one_of("gan.on_nonfinite", ("stop", "rollback"))
   need(config.gan.max_rollbacks >= 0, "gan.max_rollbacks", "0 or more")
   one_of("gan.strategy", gan_axis.STRATEGIES)
+  need(config.mesh.gan >= 0, "mesh.gan", "0 (automatic) or a divisor of K")
   for field in ("gan.latent_dim", "gan.g_width", "gan.d_width",
                 "gan.batch_size", "gan.train_steps", "gan.log_every",
                 "gan.checkpoint_every", "gan.grid_per_class",

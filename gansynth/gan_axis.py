@@ -52,19 +52,26 @@ def resolve(strategy: str) -> str:
   return strategy
 
 
-def map_over_gans(fn: Callable, strategy: str) -> Callable:
-  """Lifts fn(gan, images, count, step) to the stacked K-GAN axis."""
+def map_over_gans(fn: Callable, strategy: str,
+                  in_batched: Sequence[bool] = (True, True, True, False)
+                  ) -> Callable:
+  """Lifts fn to the stacked K-GAN axis (axis 0 of the `in_batched` args).
+
+  The default `in_batched` fits the step fn(gan, images, count, step).
+  """
   strategy = resolve(strategy)
   if strategy == "vmap":
-    return jax.vmap(fn, in_axes=(0, 0, 0, None))
+    return jax.vmap(fn, in_axes=tuple(0 if b else None for b in in_batched))
   if strategy == "unroll":
-    def unrolled(gans, images, counts, step):
-      outs = [fn(jax.tree.map(lambda x: x[k], gans), images[k], counts[k], step)
-              for k in range(counts.shape[0])]
+    def unrolled(*args):
+      k = next(jax.tree.leaves(a)[0].shape[0]
+               for a, b in zip(args, in_batched) if b)
+      outs = [fn(*(jax.tree.map(lambda x, i=i: x[i], a) if b else a
+                   for a, b in zip(args, in_batched))) for i in range(k)]
       return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
     return unrolled
   conv = {"conv_unroll": conv_unrolled, "conv_matmul": conv_as_matmul}[strategy]
-  return vmap_except_convs(fn, conv, in_batched=(True, True, True, False))
+  return vmap_except_convs(fn, conv, in_batched)
 
 
 def vmap_except_convs(fn: Callable, conv: Callable,

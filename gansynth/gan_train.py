@@ -31,6 +31,7 @@ from gansynth import input_pipeline
 from gansynth import losses
 from gansynth import metrics_log
 from gansynth import models
+from gansynth import parallel
 from gansynth import preemption
 from gansynth import store
 from gansynth import train_loop
@@ -168,7 +169,7 @@ def make_step(config) -> Callable:
 
 
 def make_train_chunk(config) -> Callable:
-  """(state, data, num_steps) -> (state, mean metrics [K]) in one compiled call."""
+  """(state, data, num_steps) -> (state, mean metrics [K]); see train_loop."""
   k_step = make_step(config)
 
   def one_step(state: GANState, data: input_pipeline.ClassData):
@@ -191,7 +192,8 @@ def make_sampler(config) -> Callable:
     return generator.apply({"params": gan.g_params,
                             "batch_stats": gan.g_stats}, z, train=False)
 
-  return jax.jit(jax.vmap(sample_one))
+  return jax.jit(gan_axis.map_over_gans(sample_one, config.gan.strategy,
+                                        in_batched=(True, True)))
 
 
 def fixed_noise(config, per_class: int) -> jax.Array:
@@ -272,6 +274,7 @@ def handle_nonfinite(config, mngr, state: GANState, bad: list[int], step: int,
 
 def train(config, workdir: str) -> GANState:
   """Trains (or resumes) the K class GANs; returns the final state."""
+  parallel.initialize(config)
   # Input: each class's real images, on the device.
   images, labels = input_pipeline.load_split(config.data,
                                              config.data.train_split)
@@ -283,6 +286,8 @@ def train(config, workdir: str) -> GANState:
   # State and checkpoint: resume from the newest stored step if there is one.
   mngr = store.manager(store.gan_dir(workdir))
   state = restore_or_create(config, mngr)
+  state, data = parallel.shard(parallel.make_mesh(config, num_gans(config)),
+                               state, data)
   start = int(state.step)
   total = config.gan.train_steps
   if start:
@@ -291,7 +296,7 @@ def train(config, workdir: str) -> GANState:
     return state
 
   # Step: compiled once; the state's buffers are donated.
-  chunk = jax.jit(make_train_chunk(config), donate_argnums=0)
+  chunk = make_train_chunk(config)
   sampler = make_sampler(config)
   noise = fixed_noise(config, config.gan.grid_per_class)
   log = metrics_log.MetricsLog(workdir, "gan_metrics.jsonl")
@@ -305,7 +310,7 @@ def train(config, workdir: str) -> GANState:
   with preemption.StopSignal() as stop:
     while step < total:
       n = train_loop.next_chunk(step, total, intervals)
-      state, metrics = chunk(state, data, jnp.asarray(n, jnp.int32))
+      state, metrics = chunk(state, data, n)
       metrics = jax.device_get(metrics)
       step += n
       bad = nonfinite_gans(metrics, params_finite(state.gans))

@@ -12,22 +12,26 @@ def repeat_step(step_fn: Callable, metric_shapes: dict[str, tuple[int, ...]]
                 ) -> Callable:
   """Lifts step_fn(state, *args) -> (state, metrics) to a chunk of steps.
 
-  The returned fn(state, *args, num_steps) runs `num_steps` steps in one
-  `lax.fori_loop` (a traced count: every chunk length shares one compile)
-  and returns the mean of each metric over the chunk.
+  The returned fn(state, *args, num_steps) jit-compiles the step once (state
+  buffers donated) and dispatches it `num_steps` times from Python, summing
+  metrics on the device; it returns their mean over the chunk. Dispatch is
+  asynchronous, so the host loop overlaps device work. (A `lax.fori_loop`
+  over the step was measured 2-20x slower on XLA:CPU: convolutions inside a
+  while-loop body lose their fast path.)
   """
+  step = jax.jit(step_fn, donate_argnums=0)
+  add = jax.jit(lambda a, b: jax.tree.map(jnp.add, a, b), donate_argnums=0)
+
   def chunk(state: Any, *args_and_num_steps):
     *args, num_steps = args_and_num_steps
-
-    def body(_, carry):
-      state, sums = carry
-      state, metrics = step_fn(state, *args)
-      return state, jax.tree.map(jnp.add, sums, metrics)
-
-    zeros = {n: jnp.zeros(s) for n, s in metric_shapes.items()}
-    state, sums = jax.lax.fori_loop(0, num_steps, body, (state, zeros))
+    num_steps = int(num_steps)
+    sums = {n: jnp.zeros(s) for n, s in metric_shapes.items()}
+    for _ in range(num_steps):
+      state, metrics = step(state, *args)
+      sums = add(sums, metrics)
     return state, jax.tree.map(lambda s: s / num_steps, sums)
 
+  chunk.step = step  # the compiled step, e.g. to count compilations
   return chunk
 
 

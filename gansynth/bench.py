@@ -1,0 +1,286 @@
+"""Benchmark of the K-GAN train step, the input pipeline and synthesis.
+
+  python -m gansynth.bench --config configs/bench_svhn.py
+  python -m gansynth.bench --config configs/quickstart.py \
+      --strategies=vmap,unroll,conv_unroll,conv_matmul --run=step,kcurve
+
+Data are random images of the config's shape (no data set is read), so only
+compute is measured. Every number is the median of --repeats timings after
+compilation; the machine's other load shows up as spread, so repeat runs.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import time
+from typing import Callable
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+from ml_collections import config_flags
+import numpy as np
+
+from gansynth import gan_axis
+from gansynth import gan_train
+from gansynth import input_pipeline
+from gansynth import models
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).",
+                                lock_config=True)
+flags.DEFINE_list("strategies", ["auto"], "Strategies of config.gan.strategy "
+                  f"to time, from {gan_axis.STRATEGIES}.")
+flags.DEFINE_list("run", ["ceiling", "step", "input", "synthesis", "torch"],
+                  "What to run: ceiling, step, input, kcurve, synthesis, torch.")
+flags.DEFINE_integer("steps", 2, "Train steps per timing.")
+flags.DEFINE_integer("repeats", 3, "Timings per number (the median is shown).")
+flags.DEFINE_integer("synth_images", 73000, "Images to synthesize in total.")
+flags.mark_flags_as_required(["config"])
+
+
+def median_time(fn: Callable[[], object], repeats: int) -> float:
+  times = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - t)
+  return float(np.median(times))
+
+
+def random_data(config, per_class: int = 512) -> input_pipeline.ClassData:
+  k, s, c = (gan_train.num_gans(config), config.data.image_size,
+             config.data.channels)
+  images = np.random.default_rng(0).integers(
+      0, 256, (k, per_class, s, s, c), dtype=np.uint8)
+  return jax.device_put(input_pipeline.ClassData(
+      images=images, counts=np.full((k,), per_class, np.int32)))
+
+
+def matmul_ceiling(repeats: int, n: int = 2048) -> float:
+  """float32 FLOP/s of a large jnp.dot: what this backend can reach."""
+  a = jax.random.normal(jax.random.key(0), (n, n))
+  dot = jax.jit(jnp.dot)
+  dot(a, a).block_until_ready()
+  return 2 * n ** 3 / median_time(lambda: dot(a, a), repeats)
+
+
+def peak_rss_mb() -> float:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def time_step(config, steps: int, repeats: int) -> dict[str, float]:
+  """Images/s, compile time, FLOPs and memory of the jitted K-GAN chunk."""
+  data = random_data(config)
+  state = gan_train.create_state(config, jax.random.key(0))
+  chunk = gan_train.make_train_chunk(config)
+  t = time.perf_counter()
+  compiled = chunk.step.lower(state, data).compile()
+  compile_s = time.perf_counter() - t
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, list) else cost  # one dict per device
+  mem = compiled.memory_analysis()
+  state, _ = chunk(state, data, 1)  # warm-up
+  holder = [state]
+
+  def run():
+    holder[0], metrics = chunk(holder[0], data, steps)
+    return metrics
+
+  sec = median_time(run, repeats) / steps
+  images = config.gan.batch_size * gan_train.num_gans(config)
+  flops = float(cost.get("flops", float("nan")))
+  return {"img_s": images / sec, "step_ms": 1e3 * sec, "compile_s": compile_s,
+          "flops": flops, "flop_s": flops / sec,
+          "temp_mb": getattr(mem, "temp_size_in_bytes", 0) / 2 ** 20,
+          "rss_mb": peak_rss_mb()}
+
+
+def input_throughput(config, steps: int, repeats: int) -> float:
+  """Images/s of drawing and converting the K batches alone (no model)."""
+  data = random_data(config)
+  bs = config.gan.batch_size
+  keys = jax.vmap(lambda k: jax.random.key_data(jax.random.fold_in(
+      jax.random.key(0), k)))(jnp.arange(data.counts.shape[0]))
+
+  def batch(raw_key, images, count, step):
+    idx = input_pipeline.epoch_shuffled_indices(
+        jax.random.wrap_key_data(raw_key), count, images.shape[0], bs, step)
+    return jnp.sum(input_pipeline.to_float(images[idx]))
+
+  @jax.jit
+  def many(data):
+    one = jax.vmap(batch, in_axes=(0, 0, 0, None))
+    return jax.lax.fori_loop(
+        0, steps, lambda s, acc: acc + jnp.sum(one(keys, data.images,
+                                                   data.counts, s)), 0.0)
+
+  many(data).block_until_ready()
+  return steps * bs * data.counts.shape[0] / median_time(lambda: many(data),
+                                                         repeats)
+
+
+def synthesis_speed(config, total: int, repeats: int) -> float:
+  """Images/s of `make_sampler` generating `total` images from K generators."""
+  k = gan_train.num_gans(config)
+  per_class = math.ceil(total / k)
+  bs = min(config.synthesis.batch_size, per_class)
+  gans = gan_train.create_state(config, jax.random.key(0)).gans
+  sampler = gan_train.make_sampler(config)
+  z = jax.random.normal(jax.random.key(1), (k, bs, config.gan.latent_dim))
+  sampler(gans, z).block_until_ready()
+  calls = math.ceil(per_class / bs)
+
+  def run():
+    return [sampler(gans, z) for _ in range(calls)]
+
+  return calls * bs * k / median_time(run, repeats)
+
+
+def torch_nets(torch, config):
+  """(G, D) in PyTorch with the layer shapes of models.make_gan (NCHW)."""
+  nn = torch.nn
+  g, s, c = config.gan, config.data.image_size, config.data.channels
+  bn = lambda f: nn.BatchNorm2d(f, momentum=0.1)  # = flax momentum 0.9
+  if g.architecture == "dcgan":
+    n_up = models.num_doublings(s, 4)
+    base, top = s // 2 ** n_up, g.g_width * 2 ** (n_up - 1)
+    layers = [nn.Linear(g.latent_dim, base * base * top),
+              nn.Unflatten(1, (top, base, base)), bn(top), nn.ReLU()]
+    f_in = top
+    for i in range(n_up):
+      last = i == n_up - 1
+      f = c if last else top // 2 ** (i + 1)
+      layers.append(nn.ConvTranspose2d(f_in, f, 5, 2, 2, output_padding=1))
+      layers += [nn.Tanh()] if last else [bn(f), nn.ReLU()]
+      f_in = f
+    d_layers, f_in = [], c
+    for i in range(max(1, n_up)):
+      f = g.d_width * 2 ** i
+      d_layers.append(nn.Conv2d(f_in, f, 5, 2, 2))
+      d_layers += ([bn(f)] if i else []) + [nn.LeakyReLU(0.2)]
+      f_in = f
+    side = s // 2 ** max(1, n_up)
+  else:
+    n_up = models.num_doublings(s, 3)
+    base, w = s // 2 ** n_up, g.g_width
+    layers = [nn.Linear(g.latent_dim, base * base * 4 * w),
+              nn.Unflatten(1, (4 * w, base, base)), bn(4 * w), nn.ReLU()]
+    f_in = 4 * w
+    for i, f in enumerate((2 * w, w, c)):
+      layers += [nn.Upsample(scale_factor=2)] if i < n_up else []
+      layers.append(nn.Conv2d(f_in, f, 3, 1, 1))
+      layers += [bn(f), nn.ReLU()] if i < 2 else [nn.Tanh()]
+      f_in = f
+    d_layers, f_in = [], c
+    for f in (g.d_width, 2 * g.d_width, 4 * g.d_width):
+      d_layers += [nn.Conv2d(f_in, f, 3, 1, 1), nn.LeakyReLU(0.2),
+                   nn.MaxPool2d(2, ceil_mode=True)]
+      f_in = f
+    side = math.ceil(math.ceil(math.ceil(s / 2) / 2) / 2)
+  d_layers += [nn.Flatten(), nn.Linear(f_in * side * side, 1)]
+  return nn.Sequential(*layers), nn.Sequential(*d_layers)
+
+
+def torch_speed(torch, config, steps: int, repeats: int) -> float:
+  """Images/s of K PyTorch GANs (Adam, BCE) trained in a Python loop."""
+  k, bs, g = gan_train.num_gans(config), config.gan.batch_size, config.gan
+  gans = []
+  for _ in range(k):
+    gen, disc = torch_nets(torch, config)
+    adam = lambda p: torch.optim.Adam(p, g.learning_rate, (g.beta1, g.beta2))
+    gans.append((gen, disc, adam(gen.parameters()), adam(disc.parameters())))
+  real = torch.rand(k, bs, config.data.channels, config.data.image_size,
+                    config.data.image_size) * 2 - 1
+  bce = torch.nn.BCEWithLogitsLoss()
+  ones, zeros = torch.ones(bs), torch.zeros(bs)
+
+  def step():
+    for i, (gen, disc, g_opt, d_opt) in enumerate(gans):
+      fake = gen(torch.randn(bs, g.latent_dim)).detach()
+      d_loss = bce(disc(real[i])[:, 0], ones) + bce(disc(fake)[:, 0], zeros)
+      d_opt.zero_grad()
+      d_loss.backward()
+      d_opt.step()
+      g_loss = bce(disc(gen(torch.randn(bs, g.latent_dim)))[:, 0], ones)
+      g_opt.zero_grad()
+      g_loss.backward()
+      g_opt.step()
+
+  step()
+  sec = median_time(lambda: [step() for _ in range(steps)], repeats) / steps
+  return k * bs / sec
+
+
+def with_strategy(config, strategy: str, num_gans: int | None = None):
+  config = config.copy_and_resolve_references()
+  config.unlock()
+  config.gan.strategy = strategy
+  if num_gans is not None:
+    config.data.num_classes = num_gans
+  return config
+
+
+def report_step(name: str, r: dict[str, float], ceiling: float | None):
+  frac = f" ({100 * r['flop_s'] / ceiling:.1f}% of ceiling)" if ceiling else ""
+  print(f"  {name:12s} {r['img_s']:8.0f} img/s  {r['step_ms']:8.1f} ms/step  "
+        f"compile {r['compile_s']:5.1f}s  {r['flop_s'] / 1e9:6.2f} GFLOP/s"
+        f"{frac}  XLA temp {r['temp_mb']:.0f} MB  peak RSS {r['rss_mb']:.0f} MB",
+        flush=True)
+
+
+def main(argv):
+  del argv
+  config = FLAGS.config
+  run = set(FLAGS.run)
+  k = gan_train.num_gans(config)
+  print(f"backend {jax.default_backend()} x{jax.device_count()}, "
+        f"{config.gan.architecture} {config.data.image_size}x"
+        f"{config.data.image_size}x{config.data.channels}, widths "
+        f"{config.gan.g_width}/{config.gan.d_width}, batch "
+        f"{config.gan.batch_size}/GAN, K={k}; auto -> "
+        f"{gan_axis.resolve('auto')}", flush=True)
+  ceiling = None
+  if "ceiling" in run:
+    ceiling = matmul_ceiling(FLAGS.repeats)
+    print(f"float32 matmul ceiling: {ceiling / 1e9:.1f} GFLOP/s", flush=True)
+  step_rate = None
+  if "step" in run:
+    print("K-GAN train step (random data):")
+    for s in FLAGS.strategies:
+      r = time_step(with_strategy(config, s), FLAGS.steps, FLAGS.repeats)
+      step_rate = step_rate or r["img_s"]
+      report_step(s, r, ceiling)
+  if "input" in run:
+    rate = input_throughput(config, 50, FLAGS.repeats)
+    vs = f" = {rate / step_rate:.0f}x the step's use" if step_rate else ""
+    print(f"input pipeline alone: {rate:.0f} img/s{vs}", flush=True)
+  if "kcurve" in run:
+    strategy = FLAGS.strategies[0]
+    print(f"K-curve ({strategy}): images/s, cost vs K x one GAN")
+    one = None
+    for kk in (1, 2, 5, 10):
+      r = time_step(with_strategy(config, strategy, kk), FLAGS.steps,
+                    FLAGS.repeats)
+      one = one or r["step_ms"]
+      print(f"  K={kk:2d} {r['img_s']:8.0f} img/s  {r['step_ms']:8.1f} ms/step"
+            f"  = {r['step_ms'] / (kk * one):.2f} x K x one GAN", flush=True)
+  if "synthesis" in run:
+    rate = synthesis_speed(config, FLAGS.synth_images, FLAGS.repeats)
+    print(f"synthesis of {FLAGS.synth_images} images: {rate:.0f} img/s "
+          f"({FLAGS.synth_images / rate:.1f}s)", flush=True)
+  if "torch" in run:
+    try:
+      import torch  # pylint: disable=g-import-not-at-top
+    except ImportError as e:
+      print(f"torch reference skipped: {e}")
+    else:
+      rate = torch_speed(torch, config, FLAGS.steps, FLAGS.repeats)
+      print(f"PyTorch reference ({k} GANs in a Python loop): {rate:.0f} img/s",
+            flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main)
