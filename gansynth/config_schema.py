@@ -41,9 +41,6 @@ def default_config() -> ml_collections.ConfigDict:
   config.gan.batch_size = 64  # per GAN
   config.gan.train_steps = 1000
   config.gan.strategy = "auto"  # how the K GANs are mapped: see gan_axis.py
-  config.mesh = ml_collections.ConfigDict()  # devices (gansynth/parallel.py)
-  config.mesh.gan = 0  # devices along the GAN axis; 0: the most dividing K
-  config.mesh.distributed = False  # multi-host: jax.distributed.initialize()
   config.gan.log_every = 100
   config.gan.checkpoint_every = 500
   config.gan.sample_every = 500  # 0: only at the end
@@ -52,6 +49,11 @@ def default_config() -> ml_collections.ConfigDict:
   # "rollback" that GAN to its last checkpoint with a new seed (others go on).
   config.gan.on_nonfinite = "stop"
   config.gan.max_rollbacks = 3
+
+  # Devices (gansynth/parallel.py): the GAN axis is sharded over them.
+  config.mesh = ml_collections.ConfigDict()
+  config.mesh.gan = 0  # devices along the GAN axis; 0: the most dividing K
+  config.mesh.distributed = False  # multi-host: jax.distributed.initialize()
 
   config.synthesis = ml_collections.ConfigDict()
   config.synthesis.num_per_class = 7300  # the study's number per digit
