@@ -37,7 +37,7 @@ from jax.extend import core as jex_core
 import jax.numpy as jnp
 
 STRATEGIES = ("auto", "vmap", "unroll", "conv_unroll", "conv_matmul")
-AUTO = {"cpu": "conv_matmul"}
+AUTO = {"cpu": "conv_unroll"}
 # Primitives whose body is inlined so the convolutions inside are seen.
 _INLINED = ("jit", "pjit", "closed_call", "custom_jvp_call", "custom_vjp_call")
 

@@ -75,9 +75,10 @@ def default_config(preset: str = "svhn") -> ml_collections.ConfigDict:
   c.rotation = 8.0  # Max degrees either way.
   c.shear = 0.2  # Max horizontal shear (italics) either way.
   c.stroke_width = (0.0, 0.06)  # Extra stroke, fraction of digit height.
-  # MNIST-style normalisation: fit the ink into a fit_box x fit_box square
-  # and move its centre of mass to the image centre (0: off).
-  c.fit_box = 0
+  # MNIST-style normalisation: fit the ink into a square of fit_box times
+  # the image side (MNIST: 20 of 28 pixels) and move its centre of mass to
+  # the image centre (0: off).
+  c.fit_box = 0.0
   # Elastic warp of the strokes, in output pixels (0: off); handwriting-like.
   c.elastic_alpha = 0.0
 
@@ -118,7 +119,7 @@ def default_config(preset: str = "svhn") -> ml_collections.ConfigDict:
   c.rotation = 15.0
   c.shear = 0.3
   c.stroke_width = (0.0, 0.04)
-  c.fit_box = 20
+  c.fit_box = 20 / 28
   c.elastic_alpha = 1.5
   c.colors.fixed = True
   c.colors.gradient_prob = 0.0
@@ -500,7 +501,8 @@ def _render(label: int, rng: np.random.Generator,
     mask = Image.fromarray(np.clip(warped, 0, 255).astype(np.uint8), "L")
   if p.fit_box:
     small_mask = _fit_and_center(np.asarray(mask, np.float32) * (1 / 255),
-                                 height, width, p.fit_box)
+                                 height, width,
+                                 max(1, round(p.fit_box * min(height, width))))
   else:  # PIL's block mean is the fastest box filter here.
     small_mask = np.asarray(mask.reduce(s), np.float32) * (1 / 255)
   small_mask = np.clip(small_mask, 0, 1)[..., None]

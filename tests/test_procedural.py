@@ -176,3 +176,12 @@ def test_save_sample_grid(tmp_path):
   assert grid.shape == (10 * 34 + 2, 4 * 34 + 2, 3)
   np.testing.assert_array_equal(grid[2 + 34 * 3:2 + 34 * 3 + 32, 2:34],
                                 images[3])
+
+
+@pytest.mark.parametrize("shape", [(8, 8, 1), (16, 16, 1), (32, 32, 3)])
+def test_mnist_preset_renders_at_other_sizes(shape):
+  """The MNIST box is a fraction of the side, so any size works."""
+  images, labels = procedural.render_dataset(
+      2, shape, procedural.default_config("mnist"), seed=0, num_workers=1)
+  assert images.shape == (20,) + shape and images.max() > 100
+  assert labels.tolist() == list(range(10)) * 2
