@@ -17,12 +17,18 @@ round-off:
 The last two re-evaluate the jaxpr of one GAN's step with the K axis added
 (`vmap_except_convs`), so the models stay plain flax modules.
 
-Measured with `python -m gansynth.bench` on a shared 2-core AMD EPYC CPU,
-jax 0.10.2, images/s of the K=10 train step (medians; see bench.py):
+Measured with `python -m gansynth.bench` on a shared, heavily loaded 2-core
+AMD EPYC CPU (jax 0.10.2), images/s of the K=10 train step:
 
-  config                         vmap  unroll  conv_unroll  conv_matmul  torch
-  bench_svhn (dcgan 32x32x3)      TBD     TBD          TBD          TBD    TBD
-  quickstart (study 8x8x1)        TBD     TBD          TBD          TBD    TBD
+  config                      vmap  unroll  conv_unroll  conv_matmul  torch
+  quickstart (study 8x8x1)    1256    1279         1583         1769    638
+  bench_svhn (dcgan 32x32x3)   ~70    ~135            -           18   ~385
+
+(bench_svhn's vmap/unroll/torch are the figures of issue 7; conv_matmul
+materialises im2col patches, 4.7 GB of XLA temp, and is memory-bound there.)
+`auto` on CPU is `conv_unroll`: faster than vmap at small sizes and the
+per-GAN ungrouped convolutions that make `unroll` ~2x vmap at 32x32, with
+vmap's compact graph (compile 18s vs 47s for unroll on quickstart).
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ def eval_config(tfds_dir):
                     sample_every=2, grid_per_class=3)
   config.synthesis.num_per_class = 80
   config.classifier.update(width=8, batch_size=32, train_steps=150,
-                           eval_batch_size=512)
+                           eval_batch_size=512, sources="real,gan")
   config.evaluation.update(seeds=2, real_fractions="0.1,1.0",
                            mix_ratios="0.5", feature_samples=200)
   return config

@@ -14,7 +14,8 @@ TINY = [
     "--config.gan.latent_dim=8", "--config.gan.batch_size=8",
     "--config.gan.train_steps=20", "--config.gan.log_every=10",
     "--config.gan.checkpoint_every=10", "--config.gan.sample_every=10",
-    "--config.synthesis.num_per_class=30", "--config.classifier.width=8",
+    "--config.synthesis.num_per_class=30",
+    "--config.procedural.num_per_class=30", "--config.classifier.width=8",
     "--config.classifier.batch_size=32", "--config.classifier.train_steps=60",
 ]
 
@@ -34,8 +35,9 @@ def test_cli_end_to_end_and_rerun_reuses_the_store(tmp_path, tfds_dir):
   assert proc.returncode == 0, proc.stderr[-3000:]
   with open(tmp_path / "results.json") as f:
     results = json.load(f)
-  assert set(results["sources"]) == {"real", "gan"}
+  assert set(results["sources"]) == {"real", "gan", "procedural"}
   real, gan = results["sources"]["real"], results["sources"]["gan"]
+  assert results["sources"]["procedural"]["train_images_per_class"] == [30] * 10
   assert real["num_train_images"] == 1437
   assert gan["num_train_images"] == 300
   assert gan["train_images_per_class"] == [30] * 10
@@ -45,7 +47,7 @@ def test_cli_end_to_end_and_rerun_reuses_the_store(tmp_path, tfds_dir):
     assert 0.0 <= r["accuracy"] <= 1.0 and len(r["per_class_accuracy"]) == 10
   assert "| real | 1,437 |" in (tmp_path / "results.md").read_text()
   for name in ("gan_step000010.png", "gan_step000020.png",
-               "gan_synthetic.png"):
+               "gan_synthetic.png", "procedural_synthetic.png"):
     assert (tmp_path / "samples" / name).stat().st_size > 100
   assert (tmp_path / "gan_metrics.jsonl").read_text().count("\n") == 2
   assert any(n.startswith("events.out.tfevents") for n in os.listdir(tmp_path))
@@ -58,7 +60,7 @@ def test_cli_end_to_end_and_rerun_reuses_the_store(tmp_path, tfds_dir):
   assert "is up to date, kept" in again.stderr
   with open(tmp_path / "results.json") as f:
     rerun = json.load(f)["sources"]
-  for source in ("real", "gan"):
+  for source in ("real", "gan", "procedural"):
     del rerun[source]["seconds"], results["sources"][source]["seconds"]
   assert rerun == results["sources"]
 
