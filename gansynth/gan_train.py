@@ -310,9 +310,9 @@ def train(config, workdir: str) -> GANState:
   with preemption.StopSignal() as stop:
     while step < total:
       n = train_loop.next_chunk(step, total, intervals)
-      state, metrics = chunk(state, data, n)
+      state, metrics = chunk(state, data, n, stop=lambda: stop.requested)
       metrics = jax.device_get(metrics)
-      step += n
+      step = int(state.step)
       bad = nonfinite_gans(metrics, params_finite(state.gans))
       if bad:
         state = handle_nonfinite(config, mngr, state, bad, step, rollbacks)

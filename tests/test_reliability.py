@@ -26,8 +26,8 @@ def poison_gan_2_at_step_4(monkeypatch):
   def poisoned(config):
     chunk = original(config)
 
-    def run(state, data, num_steps):
-      state, metrics = chunk(state, data, num_steps)
+    def run(state, data, num_steps, **kwargs):
+      state, metrics = chunk(state, data, num_steps, **kwargs)
       hit = state.step == 4
       g_params = jax.tree.map(
           lambda x: x.at[2].set(jnp.where(hit, jnp.nan, x[2])),
