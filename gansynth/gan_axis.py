@@ -243,7 +243,6 @@ def _windows(x: jax.Array, window, out, strides, dilation) -> jax.Array:
   Loops over whichever is fewer, window offsets or output positions (the
   kernel gradient's "window" is the whole output).
   """
-  nsp = len(window)
   k, n, c = x.shape[0], x.shape[1], x.shape[-1]
   if math.prod(window) <= math.prod(out):
     cols = []
