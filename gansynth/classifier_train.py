@@ -146,7 +146,8 @@ def train(config, workdir: str, source: str, images: np.ndarray,
     return state
   chunk = make_train_chunk(config)
   images, labels = jax.device_put((images, labels))
-  step, t0 = int(state.step), time.time()
+  start = step = int(state.step)
+  t0 = time.time()
   log_every = max(1, total // 5)
   while step < total:
     n = train_loop.next_chunk(step, total, [log_every])
@@ -160,7 +161,7 @@ def train(config, workdir: str, source: str, images: np.ndarray,
     logging.info("classifier[%s, seed %d] step %d/%d loss %.3f train acc "
                  "%.3f | %.0f img/s", source, seed, step, total,
                  metrics["loss"], metrics["accuracy"],
-                 (step - 0) * config.classifier.batch_size /
+                 (step - start) * config.classifier.batch_size /
                  max(time.time() - t0, 1e-9))
   store.save(mngr, step, state, store_meta(config, source))
   return state

@@ -72,13 +72,21 @@ def parse_flags(argv: list[str]) -> list[str]:
     sys.exit(f"gansynth: error: {unknown_key_message(argv)}")
 
 
+def prepare_libraries() -> None:
+  """TF off the accelerators (it only reads data; JAX owns them) and tfds'
+  progress bars off (our own progress lines say what is going on)."""
+  try:
+    tf.config.experimental.set_visible_devices([], "GPU")
+  except RuntimeError:  # TF already initialised its devices
+    pass
+  tfds.disable_progress_bar()
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError("Too many command-line arguments.")
-  # Hide GPUs from TensorFlow: it only reads data; JAX owns the accelerators.
-  tf.config.experimental.set_visible_devices([], "GPU")
+  prepare_libraries()
   logging.get_absl_handler().addFilter(quiet_library_info)
-  tfds.disable_progress_bar()  # our own progress lines say what is going on
   try:
     pipeline.run(FLAGS.config, FLAGS.workdir)
   except USER_ERRORS as e:

@@ -19,7 +19,6 @@ from typing import Any, Mapping
 from absl import logging
 import ml_collections
 import tensorflow as tf
-import tensorflow_datasets as tfds
 
 from gansynth import main
 from gansynth import metrics_log
@@ -139,15 +138,11 @@ def quiet_records(record) -> bool:
 def setup_runtime() -> None:
   """What gansynth.main does before a run: TF off the accelerators, progress
   lines (absl INFO) on, Orbax/tfds chatter and progress bars off."""
-  try:
-    tf.config.experimental.set_visible_devices([], "GPU")
-  except RuntimeError:  # TF already initialised its devices
-    pass
+  main.prepare_libraries()
   logging.set_verbosity(logging.INFO)
   # Without app.run, records reach Python's handlers, not absl's: filter at
   # the logger. addFilter ignores a filter that is already there.
   logging.get_absl_logger().addFilter(quiet_records)
-  tfds.disable_progress_bar()
 
 
 def sample_files(workdir: str) -> list[str]:
