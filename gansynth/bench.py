@@ -31,8 +31,10 @@ from gansynth import models
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).",
                                 lock_config=True)
-flags.DEFINE_list("strategies", ["auto"], "Strategies of config.gan.strategy "
-                  f"to time, from {gan_axis.STRATEGIES}.")
+flags.DEFINE_list("strategies", ["auto"], "What to time: config.gan.strategy "
+                  f"values from {gan_axis.STRATEGIES}, each optionally with "
+                  "':conv' for config.gan.conv (e.g. vmap:matmul); without "
+                  "it, the config's conv.")
 flags.DEFINE_list("run", ["ceiling", "step", "input", "synthesis", "torch"],
                   "What to run: ceiling, step, input, kcurve, synthesis, torch.")
 flags.DEFINE_integer("steps", 2, "Train steps per timing.")
@@ -215,9 +217,11 @@ def torch_speed(torch, config, steps: int, repeats: int) -> float:
 
 
 def with_strategy(config, strategy: str, num_gans: int | None = None):
+  """A copy of config with `strategy` ("vmap" or "vmap:matmul") and K."""
   config = config.copy_and_resolve_references()
   config.unlock()
-  config.gan.strategy = strategy
+  config.gan.strategy, _, conv = strategy.partition(":")
+  config.gan.conv = conv or config.gan.conv
   if num_gans is not None:
     config.data.num_classes = num_gans
   return config

@@ -41,6 +41,11 @@ def default_config() -> ml_collections.ConfigDict:
   config.gan.batch_size = 64  # per GAN
   config.gan.train_steps = 1000
   config.gan.strategy = "auto"  # how the K GANs are mapped: see gan_axis.py
+  # How convolutions are computed ("auto", "lax", "matmul": matmul_conv.py)
+  # and in which dtype ("float32", or "bfloat16" for GPU/TPU; parameters and
+  # losses stay float32).
+  config.gan.conv = "auto"
+  config.gan.dtype = "float32"
   config.gan.log_every = 100
   config.gan.checkpoint_every = 500
   config.gan.sample_every = 500  # 0: only at the end
@@ -102,7 +107,7 @@ def split_list(text: str) -> list[str]:
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError naming the first bad field and what it should be."""
-  from gansynth import gan_axis, losses, models  # pylint: disable=g-import-not-at-top
+  from gansynth import gan_axis, losses, matmul_conv, models  # pylint: disable=g-import-not-at-top
 
   def need(ok: bool, field: str, what: str):
     if not ok:
@@ -132,6 +137,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   one_of("gan.on_nonfinite", ("stop", "rollback"))
   need(config.gan.max_rollbacks >= 0, "gan.max_rollbacks", "0 or more")
   one_of("gan.strategy", gan_axis.STRATEGIES)
+  one_of("gan.conv", matmul_conv.CONVS)
+  one_of("gan.dtype", models.DTYPES)
   need(config.mesh.gan >= 0, "mesh.gan", "0 (automatic) or a divisor of K")
   for field in ("gan.latent_dim", "gan.g_width", "gan.d_width",
                 "gan.batch_size", "gan.train_steps", "gan.log_every",

@@ -17,7 +17,10 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from gansynth import matmul_conv
+
 ARCHITECTURES = ("study", "dcgan")
+DTYPES = ("float32", "bfloat16")
 BN_MOMENTUM = 0.9
 
 
@@ -29,14 +32,29 @@ def num_doublings(image_size: int, max_doublings: int) -> int:
   return n
 
 
-class StudyGenerator(nn.Module):
+class _GANModule(nn.Module):
+  """Shared fields: how convolutions are computed, and the compute dtype."""
+  conv: str = "lax"
+  dtype: Any = jnp.float32
+
+  def layer(self, cls, *args, **kwargs):
+    if cls is nn.Conv:
+      kwargs["conv_general_dilated"] = matmul_conv.conv_function(self.conv)
+    return cls(*args, dtype=self.dtype, **kwargs)
+
+  def batch_norm(self, x, train: bool):
+    return self.layer(nn.BatchNorm, use_running_average=not train,
+                      momentum=BN_MOMENTUM)(x)
+
+
+class StudyGenerator(_GANModule):
   """z -> dense -> 3 x (upsample, conv) -> image in [-1, 1].
 
   Sizes that are not divisible by 8 (28x28) get fewer upsamplings; the last
   convolutions then run at full resolution, so there are always three.
   """
-  image_size: int
-  channels: int
+  image_size: int = 32
+  channels: int = 3
   width: int = 64
 
   @nn.compact
@@ -44,23 +62,21 @@ class StudyGenerator(nn.Module):
     n_up = num_doublings(self.image_size, 3)
     base = self.image_size // 2 ** n_up
     # Layers followed by batch norm have no bias: BN would cancel it.
-    x = nn.Dense(base * base * 4 * self.width, use_bias=False)(z)
+    x = self.layer(nn.Dense, base * base * 4 * self.width, use_bias=False)(z)
     x = x.reshape(z.shape[0], base, base, 4 * self.width)
-    x = nn.relu(nn.BatchNorm(use_running_average=not train,
-                             momentum=BN_MOMENTUM)(x))
+    x = nn.relu(self.batch_norm(x, train))
     features = (2 * self.width, self.width, self.channels)
     for i, f in enumerate(features):
       if i < n_up:
         x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
       last = i == len(features) - 1
-      x = nn.Conv(f, (3, 3), use_bias=last)(x)
+      x = self.layer(nn.Conv, f, (3, 3), use_bias=last)(x)
       if not last:
-        x = nn.relu(nn.BatchNorm(use_running_average=not train,
-                                 momentum=BN_MOMENTUM)(x))
-    return jnp.tanh(x)
+        x = nn.relu(self.batch_norm(x, train))
+    return jnp.tanh(x).astype(jnp.float32)
 
 
-class StudyDiscriminator(nn.Module):
+class StudyDiscriminator(_GANModule):
   """image -> 3 x (conv, max-pool) -> dense -> one logit."""
   width: int = 64
 
@@ -68,15 +84,21 @@ class StudyDiscriminator(nn.Module):
   def __call__(self, x, train: bool = True):
     del train  # No batch norm: keeps D's real and fake batches independent.
     for f in (self.width, 2 * self.width, 4 * self.width):
-      x = nn.leaky_relu(nn.Conv(f, (3, 3))(x), 0.2)
+      x = nn.leaky_relu(self.layer(nn.Conv, f, (3, 3))(x), 0.2)
       x = nn.max_pool(x, (2, 2), (2, 2), padding="SAME")
-    return nn.Dense(1)(x.reshape(x.shape[0], -1))[:, 0]
+    x = self.layer(nn.Dense, 1)(x.reshape(x.shape[0], -1))
+    return x[:, 0].astype(jnp.float32)
 
 
-class DCGANGenerator(nn.Module):
-  """Radford et al.: z -> dense -> strided 5x5 transposed convs -> tanh."""
-  image_size: int
-  channels: int
+class DCGANGenerator(_GANModule):
+  """Radford et al.: z -> dense -> strided 5x5 transposed convs -> tanh.
+
+  A transposed convolution (nn.ConvTranspose, "SAME", stride 2) is written
+  as the convolution it stands for, an input-dilated nn.Conv under the same
+  parameter name, so that `conv` decides how it is computed.
+  """
+  image_size: int = 32
+  channels: int = 3
   width: int = 64
 
   @nn.compact
@@ -84,22 +106,21 @@ class DCGANGenerator(nn.Module):
     n_up = num_doublings(self.image_size, 4)
     base = self.image_size // 2 ** n_up
     top = self.width * 2 ** (n_up - 1)
-    x = nn.Dense(base * base * top, use_bias=False)(z)
+    x = self.layer(nn.Dense, base * base * top, use_bias=False)(z)
     x = x.reshape(z.shape[0], base, base, top)
-    x = nn.relu(nn.BatchNorm(use_running_average=not train,
-                             momentum=BN_MOMENTUM)(x))
+    x = nn.relu(self.batch_norm(x, train))
+    padding = matmul_conv.conv_transpose_padding((5, 5), (2, 2))
     for i in range(n_up):
       last = i == n_up - 1
       f = self.channels if last else top // 2 ** (i + 1)
-      x = nn.ConvTranspose(f, (5, 5), strides=(2, 2), padding="SAME",
-                           use_bias=last)(x)
+      x = self.layer(nn.Conv, f, (5, 5), padding=padding, input_dilation=2,
+                     use_bias=last, name=f"ConvTranspose_{i}")(x)
       if not last:
-        x = nn.relu(nn.BatchNorm(use_running_average=not train,
-                                 momentum=BN_MOMENTUM)(x))
-    return jnp.tanh(x)
+        x = nn.relu(self.batch_norm(x, train))
+    return jnp.tanh(x).astype(jnp.float32)
 
 
-class DCGANDiscriminator(nn.Module):
+class DCGANDiscriminator(_GANModule):
   """Radford et al.: strided 5x5 convs, batch norm after the first, leaky ReLU."""
   width: int = 64
   num_layers: int = 3
@@ -107,13 +128,13 @@ class DCGANDiscriminator(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = True):
     for i in range(self.num_layers):
-      x = nn.Conv(self.width * 2 ** i, (5, 5), strides=(2, 2), padding="SAME",
-                  use_bias=i == 0)(x)
+      x = self.layer(nn.Conv, self.width * 2 ** i, (5, 5), strides=(2, 2),
+                     padding="SAME", use_bias=i == 0)(x)
       if i > 0:
-        x = nn.BatchNorm(use_running_average=not train,
-                         momentum=BN_MOMENTUM)(x)
+        x = self.batch_norm(x, train)
       x = nn.leaky_relu(x, 0.2)
-    return nn.Dense(1)(x.reshape(x.shape[0], -1))[:, 0]
+    x = self.layer(nn.Dense, 1)(x.reshape(x.shape[0], -1))
+    return x[:, 0].astype(jnp.float32)
 
 
 class Classifier(nn.Module):
@@ -137,13 +158,18 @@ def make_gan(gan_config: Any, image_size: int,
              channels: int) -> tuple[nn.Module, nn.Module]:
   """Builds (generator, discriminator) for `config.gan`."""
   arch = gan_config.architecture
+  common = dict(conv=gan_config.get("conv", "lax"),
+                dtype=jnp.dtype(gan_config.get("dtype", "float32")))
   if arch == "study":
-    return (StudyGenerator(image_size, channels, gan_config.g_width),
-            StudyDiscriminator(gan_config.d_width))
+    return (StudyGenerator(image_size=image_size, channels=channels,
+                           width=gan_config.g_width, **common),
+            StudyDiscriminator(width=gan_config.d_width, **common))
   if arch == "dcgan":
     n_layers = max(1, num_doublings(image_size, 4))
-    return (DCGANGenerator(image_size, channels, gan_config.g_width),
-            DCGANDiscriminator(gan_config.d_width, n_layers))
+    return (DCGANGenerator(image_size=image_size, channels=channels,
+                           width=gan_config.g_width, **common),
+            DCGANDiscriminator(width=gan_config.d_width, num_layers=n_layers,
+                               **common))
   raise ValueError(f"config.gan.architecture={arch!r}; choose one of "
                    f"{ARCHITECTURES}")
 

@@ -17,7 +17,7 @@ from gansynth import input_pipeline
 K = 3
 
 
-def tiny_config(architecture: str, strategy: str):
+def tiny_config(architecture: str, strategy: str, conv: str = "lax"):
   config = config_schema.default_config()
   config.data.num_classes = K
   config.gan.architecture = architecture
@@ -26,6 +26,7 @@ def tiny_config(architecture: str, strategy: str):
   config.gan.latent_dim = 8
   config.gan.batch_size = 4
   config.gan.strategy = strategy
+  config.gan.conv = conv
   return config
 
 
@@ -47,8 +48,6 @@ def vmap_run(architecture: str):
   return run_chunk(tiny_config(architecture, "vmap"))
 
 
-@pytest.mark.parametrize("conv", [gan_axis.conv_unrolled,
-                                  gan_axis.conv_as_matmul])
 @pytest.mark.parametrize("layer", [
     nn.Conv(5, (3, 3)),
     nn.Conv(6, (5, 5), strides=(2, 2), padding="SAME"),
@@ -56,7 +55,7 @@ def vmap_run(architecture: str):
     nn.Conv(4, (3, 3), padding="VALID", kernel_dilation=2),
     nn.Conv(6, (3, 3), feature_group_count=3),
 ], ids=["same", "strided", "transposed", "dilated", "grouped"])
-def test_conv_rules_match_vmap(conv, layer):
+def test_conv_unrolled_matches_vmap(layer):
   """Forward and gradient convolutions of a K-stacked layer, vs jax.vmap."""
   x = jax.random.normal(jax.random.key(1), (K, 2, 9, 9, 3))
   params = jax.vmap(lambda k: layer.init(k, x[0]))(
@@ -67,14 +66,18 @@ def test_conv_rules_match_vmap(conv, layer):
     return jax.grad(loss, argnums=(0, 1))(p, x)
 
   want = jax.vmap(grads)(params, x)
-  got = gan_axis.vmap_except_convs(grads, conv, (True, True))(params, x)
+  got = gan_axis.vmap_except_convs(grads, gan_axis.conv_unrolled,
+                                   (True, True))(params, x)
   chex.assert_trees_all_close(got, want, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("architecture", ["study", "dcgan"])
-@pytest.mark.parametrize("strategy", ["unroll", "conv_unroll", "conv_matmul"])
-def test_strategies_match_vmap(architecture, strategy):
-  got = run_chunk(tiny_config(architecture, strategy))
+@pytest.mark.parametrize("strategy,conv", [
+    ("unroll", "lax"), ("conv_unroll", "lax"), ("vmap", "matmul"),
+    ("conv_unroll", "auto")])
+def test_strategies_match_vmap(architecture, strategy, conv):
+  """Three train steps of every strategy (and conv), vs vmap with lax convs."""
+  got = run_chunk(tiny_config(architecture, strategy, conv))
   chex.assert_trees_all_close(got, vmap_run(architecture), atol=1e-5,
                               rtol=1e-5)
 
@@ -103,6 +106,6 @@ def test_sampler_matches_vmap():
   gans = gan_train.create_state(config, jax.random.key(0)).gans
   z = gan_train.fixed_noise(config, 5)
   want = gan_train.make_sampler(config)(gans, z)
-  config.gan.strategy = "conv_matmul"
+  config.gan.strategy, config.gan.conv = "conv_unroll", "matmul"
   chex.assert_trees_all_close(gan_train.make_sampler(config)(gans, z), want,
                               atol=1e-5)

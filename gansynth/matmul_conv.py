@@ -1,0 +1,198 @@
+"""Convolutions as im2col matrix products, a drop-in for lax.conv_general_dilated.
+
+Why: XLA:CPU runs some convolutions far below its matrix-product speed. On
+the 2-core CPU of issue 7, one 5x5 stride-2 convolution of a batch of 64
+4x4x256 images took 1.2 s (1.4 GFLOP/s) and transposed convolutions
+(input-dilated) were as bad, while a float32 matmul reaches ~195 GFLOP/s.
+Written as patches @ kernel, the forward pass is one matmul and autodiff makes
+the gradients matmuls too (plus slices and pads); a `jax.vmap` over K GANs'
+kernels becomes a batched matmul instead of a grouped convolution.
+
+`conv_general_dilated` takes the arguments flax's `nn.Conv` passes (it is
+given as `nn.Conv(conv_general_dilated=...)`), for NHWC inputs and HWIO
+kernels:
+  * no input dilation: strided slices gather the k*k windows, one matmul;
+  * input dilation d with stride 1 (a transposed convolution): split into its
+    d*d output phases ("sub-pixel" convolutions), each an undilated
+    convolution with only the taps that meet input pixels, then interleaved,
+    so no product with the inserted zeros is computed.
+Anything else (kernel dilation, groups, other layouts) goes to lax unchanged.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Sequence
+
+import jax
+from jax import lax
+import jax.numpy as jnp
+import numpy as np
+
+_NHWC = lax.conv_dimension_numbers((1, 1, 1, 1), (1, 1, 1, 1),
+                                   ("NHWC", "HWIO", "NHWC"))
+
+
+def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
+                         rhs_dilation=None, dimension_numbers=None,
+                         feature_group_count=1, batch_group_count=1,
+                         precision=None, preferred_element_type=None):
+  """lax.conv_general_dilated computed with matrix products where it can."""
+  nsp = lhs.ndim - 2
+  strides = tuple(window_strides)
+  lhs_dil = tuple(lhs_dilation or (1,) * nsp)
+  rhs_dil = tuple(rhs_dilation or (1,) * nsp)
+  dnums = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+  supported = (nsp == 2 and dnums == _NHWC and feature_group_count == 1
+               and batch_group_count == 1 and set(rhs_dil) == {1}
+               and (set(lhs_dil) == {1} or
+                    (set(strides) == {1} and not isinstance(padding, str))))
+  if not supported:
+    return lax.conv_general_dilated(
+        lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+        dimension_numbers, feature_group_count, batch_group_count, precision,
+        preferred_element_type)
+  if isinstance(padding, str):
+    padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], strides,
+                                  padding)
+  padding = tuple(tuple(p) for p in padding)
+  mm = dict(precision=precision, preferred_element_type=preferred_element_type)
+  if set(lhs_dil) != {1}:
+    return _subpixel_conv(lhs, rhs, padding, lhs_dil, mm)
+  return _im2col_conv(lhs, rhs, strides, padding, mm)
+
+
+def _im2col_conv(x, w, strides, padding, mm):
+  """[N, H, W, C] (*) [kh, kw, C, O]: window slices stacked, then one matmul."""
+  x = lax.pad(x, jnp.zeros((), x.dtype),
+              [(0, 0, 0)] + [(lo, hi, 0) for lo, hi in padding] + [(0, 0, 0)])
+  kh, kw, c, o = w.shape
+  n, h, wd = x.shape[:3]
+  oh, ow = (h - kh) // strides[0] + 1, (wd - kw) // strides[1] + 1
+  if (kh, kw) == (1, 1) and strides == (1, 1):
+    patches = x
+  else:
+    cols = [lax.slice(x, (0, i, j, 0),
+                      (n, i + (oh - 1) * strides[0] + 1,
+                       j + (ow - 1) * strides[1] + 1, c),
+                      (1, strides[0], strides[1], 1))
+            for i, j in itertools.product(range(kh), range(kw))]
+    patches = jnp.stack(cols, axis=3).reshape(n, oh, ow, kh * kw * c)
+  return jnp.einsum("nhwq,qo->nhwo", patches, w.reshape(kh * kw * c, o), **mm)
+
+
+def phase_taps(size: int, taps: int, dilation: int, pad_lo: int, pad_hi: int):
+  """1-D plan of an input-dilated stride-1 convolution split into phases.
+
+  Output o = dilation * p + r reads input m = p + e with kernel tap
+  q = dilation * e - r + pad_lo. Returns (index [T, dilation] of the tap used
+  by window position t in phase r, `taps` where none (a zero), the input
+  padding (lo, hi) for a VALID T-window, the output length, the per-phase
+  length).
+  """
+  out = (size - 1) * dilation + 1 + pad_lo + pad_hi - taps + 1
+  offsets = [(r + q - pad_lo) // dilation
+             for r in range(dilation) for q in range(taps)
+             if (r + q - pad_lo) % dilation == 0]
+  e_min, e_max = min(offsets), max(offsets)
+  index = np.full((e_max - e_min + 1, dilation), taps, np.int32)
+  for t in range(e_max - e_min + 1):
+    for r in range(dilation):
+      q = dilation * (t + e_min) - r + pad_lo
+      if 0 <= q < taps:
+        index[t, r] = q
+  per_phase = -(-out // dilation)
+  return index, (-e_min, per_phase - 1 + e_max - (size - 1)), out, per_phase
+
+
+def _subpixel_conv(x, w, padding, lhs_dil, mm):
+  """Input-dilated stride-1 conv as d*d undilated convs, one per output phase.
+
+  Phase (rh, rw) uses only the kernel taps that meet input pixels (2x2, 2x3,
+  3x2 and 3x3 of a 5x5 kernel at d=2), so no product with an inserted zero
+  is computed; the phases are then interleaved.
+  """
+  kh, kw, c, o = w.shape
+  (ih, pad_h, out_h, mh), (iw, pad_w, out_w, mw) = (
+      phase_taps(x.shape[1], kh, lhs_dil[0], *padding[0]),
+      phase_taps(x.shape[2], kw, lhs_dil[1], *padding[1]))
+  x = lax.pad(x, jnp.zeros((), x.dtype),
+              [(0, 0, 0), (*pad_h, 0), (*pad_w, 0), (0, 0, 0)])
+  n = x.shape[0]
+  phases = []
+  for rh in range(ih.shape[1]):
+    for rw in range(iw.shape[1]):
+      th, tw = np.flatnonzero(ih[:, rh] < kh), np.flatnonzero(iw[:, rw] < kw)
+      if not (th.size and tw.size):
+        phases.append(jnp.zeros((n, mh, mw, o), x.dtype))
+        continue
+      kernel = w[ih[th, rh][:, None], iw[tw, rw][None, :]]  # [Th, Tw, C, O]
+      window = lax.slice(x, (0, th[0], tw[0], 0),
+                         (n, th[-1] + mh, tw[-1] + mw, c))
+      phases.append(_im2col_conv(window, kernel, (1, 1), ((0, 0), (0, 0)),
+                                 mm))
+  dh, dw = ih.shape[1], iw.shape[1]
+  y = jnp.stack(phases, axis=3).reshape(n, mh, mw, dh, dw, o)
+  y = y.transpose(0, 1, 3, 2, 4, 5).reshape(n, mh * dh, mw * dw, o)
+  return y[:, :out_h, :out_w]
+
+
+def conv_transpose_padding(kernel_size: Sequence[int],
+                           strides: Sequence[int]) -> list[tuple[int, int]]:
+  """The explicit padding lax.conv_transpose(padding="SAME") uses.
+
+  With it, nn.Conv(strides=1, input_dilation=strides, padding=...) computes
+  nn.ConvTranspose(strides=strides, padding="SAME") (transpose_kernel=False).
+  """
+  pads = []
+  for k, s in zip(kernel_size, strides):
+    pad_len = k + s - 2
+    pad_a = k - 1 if s > k - 1 else -(-pad_len // 2)
+    pads.append((pad_a, pad_len - pad_a))
+  return pads
+
+
+CONVS = ("auto", "lax", "matmul")
+
+
+def conv_function(conv: str):
+  """The conv_general_dilated for nn.Conv under config.gan.conv (None: lax)."""
+  if conv not in CONVS:
+    raise ValueError(f"config.gan.conv={conv!r}; choose one of {CONVS}")
+  return {"lax": None, "matmul": conv_general_dilated,
+          "auto": auto_conv_general_dilated}[conv]
+
+
+def prefers_matmul(lhs_shape, rhs_shape, window_strides, lhs_dilation=None,
+                   backend: str | None = None) -> bool:
+  """The rule of conv="auto": matmul where XLA's own convolution is slow.
+
+  Measured on XLA:CPU (2-core AMD EPYC, jax 0.10.2; `python -m
+  gansynth.conv_bench`): its convolutions are fast on large grids and slow on
+  small grids with many channels and on input-dilated (transposed) ones,
+  where im2col matmuls win by 5-50x; on large grids the im2col copies cost
+  more than they save. On GPU/TPU, XLA's convolutions are used.
+  """
+  if (backend or jax.default_backend()) != "cpu":
+    return False
+  del rhs_shape
+  grid = min(lhs_shape[1:3])  # NHWC
+  if lhs_dilation is not None and max(lhs_dilation) > 1:
+    return grid <= MATMUL_MAX_DILATED_INPUT
+  out = -(-grid // max(window_strides))
+  return out <= MATMUL_MAX_OUTPUT
+
+
+MATMUL_MAX_DILATED_INPUT = 8  # transposed convs from grids up to 8x8
+MATMUL_MAX_OUTPUT = 4  # other convs onto grids up to 4x4
+
+
+def auto_conv_general_dilated(lhs, rhs, window_strides, padding,
+                              lhs_dilation=None, rhs_dilation=None,
+                              dimension_numbers=None, **kwargs):
+  """conv_general_dilated or lax's, per layer, by `prefers_matmul`."""
+  fn = (conv_general_dilated if prefers_matmul(
+      lhs.shape, rhs.shape, window_strides, lhs_dilation)
+        else lax.conv_general_dilated)
+  return fn(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+            dimension_numbers, **kwargs)

@@ -1,0 +1,171 @@
+"""matmul_conv computes lax's convolutions, forward and gradients, as matmuls."""
+
+import chex
+import flax.linen as nn
+import jax
+from jax import lax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from gansynth import matmul_conv
+from gansynth import models
+
+NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def value_and_grads(conv, x, w, **kw):
+  loss = lambda x, w: jnp.sum(jnp.sin(conv(x, w, dimension_numbers=NHWC,
+                                            **kw)))
+  return jax.value_and_grad(loss, argnums=(0, 1))(x, w)
+
+
+def check_against_lax(x_shape, w_shape, **kw):
+  kx, kw_ = jax.random.split(jax.random.key(0))
+  x = jax.random.normal(kx, x_shape)
+  w = jax.random.normal(kw_, w_shape) / np.sqrt(np.prod(w_shape[:3]))
+  want = value_and_grads(lax.conv_general_dilated, x, w, **kw)
+  got = value_and_grads(matmul_conv.conv_general_dilated, x, w, **kw)
+  chex.assert_trees_all_close(got, want, atol=1e-4, rtol=1e-4)
+  y = matmul_conv.conv_general_dilated(x, w, dimension_numbers=NHWC, **kw)
+  assert y.shape == lax.conv_general_dilated(x, w, dimension_numbers=NHWC,
+                                             **kw).shape
+
+
+@pytest.mark.parametrize("size", [4, 7])
+@pytest.mark.parametrize("kernel,stride", [(1, 1), (3, 1), (5, 2), (4, 3)])
+@pytest.mark.parametrize("padding", ["SAME", "VALID", ((2, 1), (0, 3))])
+def test_strided_conv_matches_lax(size, kernel, stride, padding):
+  if padding == "VALID" and size < kernel:
+    pytest.skip("no output")
+  check_against_lax((2, size, size + 1, 3), (kernel, kernel, 3, 5),
+                    window_strides=(stride, stride), padding=padding)
+
+
+@pytest.mark.parametrize("size", [1, 4, 7])
+@pytest.mark.parametrize("kernel,dilation", [(5, 2), (4, 2), (3, 3), (1, 2)])
+def test_transposed_conv_matches_lax(size, kernel, dilation):
+  """Input-dilated convs: lax.conv_transpose(SAME) padding and an odd one."""
+  for padding in (matmul_conv.conv_transpose_padding((kernel, kernel),
+                                                     (dilation, dilation)),
+                  ((kernel - 1, 0), (1, kernel - 2))):
+    check_against_lax((2, size, size, 3), (kernel, kernel, 3, 4),
+                      window_strides=(1, 1), padding=padding,
+                      lhs_dilation=(dilation, dilation))
+
+
+def test_conv_transpose_padding_is_laxs():
+  x = jax.random.normal(jax.random.key(0), (2, 4, 4, 3))
+  w = jax.random.normal(jax.random.key(1), (5, 5, 3, 6))
+  want = lax.conv_transpose(x, w, (2, 2), "SAME", dimension_numbers=NHWC)
+  got = matmul_conv.conv_general_dilated(
+      x, w, (1, 1), matmul_conv.conv_transpose_padding((5, 5), (2, 2)),
+      lhs_dilation=(2, 2), dimension_numbers=NHWC)
+  chex.assert_trees_all_close(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("kw", [
+    dict(window_strides=(1, 1), padding="SAME", feature_group_count=3),
+    dict(window_strides=(1, 1), padding="VALID", rhs_dilation=(2, 2)),
+    dict(window_strides=(2, 2), padding=((1, 1), (1, 1)),
+         lhs_dilation=(2, 2)),
+], ids=["grouped", "kernel_dilated", "dilated_and_strided"])
+def test_other_convs_go_to_lax(kw):
+  x = jax.random.normal(jax.random.key(0), (2, 8, 8, 6))
+  w = jax.random.normal(jax.random.key(1), (3, 3, 6 // kw.get(
+      "feature_group_count", 1), 6))
+  check_against_lax(x.shape, w.shape, **kw)
+
+
+def test_vmap_over_kernels_is_a_batched_matmul():
+  """The point of matmul convs: no grouped convolution under jax.vmap."""
+  x = jnp.ones((3, 2, 8, 8, 4))
+  w = jnp.ones((3, 5, 5, 4, 6))
+
+  def step(x, w):
+    return value_and_grads(matmul_conv.conv_general_dilated, x, w,
+                           window_strides=(2, 2), padding="SAME")
+  jaxpr = str(jax.make_jaxpr(jax.vmap(step))(x, w))
+  assert "conv_general_dilated" not in jaxpr
+  assert "dot_general" in jaxpr
+  grouped = str(jax.make_jaxpr(jax.vmap(lambda x, w: value_and_grads(
+      lax.conv_general_dilated, x, w, window_strides=(2, 2),
+      padding="SAME")))(x, w))
+  assert "feature_group_count=3" in grouped  # what vmap of lax's conv does
+
+
+def test_auto_rule():
+  # A transposed conv from 4x4 and a conv onto 4x4: matmul on CPU only.
+  assert matmul_conv.prefers_matmul((64, 4, 4, 256), (5, 5, 256, 128), (1, 1),
+                                    (2, 2), backend="cpu")
+  assert matmul_conv.prefers_matmul((64, 8, 8, 128), (5, 5, 128, 256), (2, 2),
+                                    backend="cpu")
+  assert not matmul_conv.prefers_matmul((64, 16, 16, 64), (5, 5, 64, 128),
+                                        (2, 2), backend="cpu")
+  assert not matmul_conv.prefers_matmul((64, 16, 16, 64), (5, 5, 64, 3),
+                                        (1, 1), (2, 2), backend="cpu")
+  for backend in ("gpu", "tpu"):
+    assert not matmul_conv.prefers_matmul((64, 4, 4, 256), (5, 5, 256, 128),
+                                          (2, 2), backend=backend)
+  with pytest.raises(ValueError, match="config.gan.conv='fft'"):
+    matmul_conv.conv_function("fft")
+
+
+def gan_config(arch, conv, dtype="float32"):
+  return ml_collections.ConfigDict({"architecture": arch, "g_width": 4,
+                                    "d_width": 4, "conv": conv,
+                                    "dtype": dtype})
+
+
+@pytest.mark.parametrize("arch,size,channels", [
+    ("dcgan", 32, 3), ("dcgan", 28, 1), ("study", 8, 1), ("study", 28, 1)])
+def test_models_same_params_and_outputs_for_every_conv(arch, size, channels):
+  z = jax.random.normal(jax.random.key(0), (3, 100))
+  outs = {}
+  for conv in matmul_conv.CONVS:
+    g, d = models.make_gan(gan_config(arch, conv), size, channels)
+    g_vars = g.init(jax.random.key(1), z, train=False)
+    images, _ = g.apply(g_vars, z, train=True, mutable=["batch_stats"])
+    d_vars = d.init(jax.random.key(2), images, train=False)
+    logits, _ = d.apply(d_vars, images, train=True, mutable=["batch_stats"])
+    outs[conv] = (g_vars, d_vars, images, logits)
+  for conv in ("matmul", "auto"):
+    chex.assert_trees_all_close(outs[conv], outs["lax"], atol=1e-5, rtol=1e-5)
+
+
+def test_dcgan_generator_keeps_conv_transpose_params():
+  """Checkpoints and inits of the nn.ConvTranspose generator still fit."""
+  class Old(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      return nn.ConvTranspose(3, (5, 5), strides=(2, 2), padding="SAME",
+                              name="ConvTranspose_0")(x)
+  g, _ = models.make_gan(gan_config("dcgan", "matmul"), 8, 3)
+  g_vars = g.init(jax.random.key(1), jnp.zeros((1, 100)), train=False)
+  old = Old()
+  old_vars = old.init(jax.random.key(0), jnp.zeros((1, 4, 4, 3)))
+  assert (g_vars["params"]["ConvTranspose_0"]["kernel"].shape ==
+          (5, 5, 16, 8))  # width 4 x 2^(3 - 1) -> half
+  x = jax.random.normal(jax.random.key(3), (2, 4, 4, 3))
+  new = nn.Conv(3, (5, 5), padding=matmul_conv.conv_transpose_padding(
+      (5, 5), (2, 2)), input_dilation=2, name="ConvTranspose_0",
+                conv_general_dilated=matmul_conv.conv_general_dilated)
+  layer_vars = {"params": old_vars["params"]["ConvTranspose_0"]}
+  chex.assert_trees_all_close(new.apply(layer_vars, x),
+                              old.apply(old_vars, x), atol=1e-5)
+
+
+def test_bfloat16_compute_keeps_float32_params_and_outputs():
+  z = jax.random.normal(jax.random.key(0), (4, 100))
+  g, d = models.make_gan(gan_config("dcgan", "auto", "bfloat16"), 32, 3)
+  g_vars = g.init(jax.random.key(1), z, train=False)
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(g_vars))
+  images = g.apply(g_vars, z, train=False)
+  d_vars = d.init(jax.random.key(2), images, train=False)
+  logits = d.apply(d_vars, images, train=False)
+  assert images.dtype == logits.dtype == jnp.float32
+  g32, d32 = models.make_gan(gan_config("dcgan", "auto"), 32, 3)
+  want = d32.apply(d_vars, g32.apply(g_vars, z, train=False), train=False)
+  assert np.all(np.isfinite(logits))
+  np.testing.assert_allclose(logits, want, atol=0.1, rtol=0.1)
