@@ -2,15 +2,18 @@
 
   python -m gansynth.bench --config configs/bench_svhn.py
   python -m gansynth.bench --config configs/quickstart.py \
-      --strategies=vmap,unroll,conv_unroll,conv_matmul --run=step,kcurve
+      --strategies=vmap:lax,vmap:matmul,conv_unroll:auto --run=step,kcurve
 
 Data are random images of the config's shape (no data set is read), so only
-compute is measured. Every number is the median of --repeats timings after
-compilation; the machine's other load shows up as spread, so repeat runs.
+compute is measured. "model GFLOP/s" counts the model's own arithmetic (see
+`model_flops`), "executed" what XLA ran (zero taps and im2col included).
+Every number is the median of --repeats timings after compilation; the
+machine's other load shows up as spread, so repeat runs.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import resource
 import time
@@ -26,6 +29,7 @@ import numpy as np
 from gansynth import gan_axis
 from gansynth import gan_train
 from gansynth import input_pipeline
+from gansynth import matmul_conv
 from gansynth import models
 
 FLAGS = flags.FLAGS
@@ -36,7 +40,8 @@ flags.DEFINE_list("strategies", ["auto"], "What to time: config.gan.strategy "
                   "':conv' for config.gan.conv (e.g. vmap:matmul); without "
                   "it, the config's conv.")
 flags.DEFINE_list("run", ["ceiling", "step", "input", "synthesis", "torch"],
-                  "What to run: ceiling, step, input, kcurve, synthesis, torch.")
+                  "What to run: ceiling, step, layers, input, kcurve, "
+                  "synthesis, torch.")
 flags.DEFINE_integer("steps", 2, "Train steps per timing.")
 flags.DEFINE_integer("repeats", 3, "Timings per number (the median is shown).")
 flags.DEFINE_integer("synth_images", 73000, "Images to synthesize in total.")
@@ -73,6 +78,19 @@ def peak_rss_mb() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def model_flops(config) -> float:
+  """FLOPs of one K-GAN step as the model defines it: XLA's count for lax
+  convolutions (which skips the zeros of input dilation and padding), so
+  the zero taps and im2col copies of other formulations are not counted
+  as work. Lowered only, never run."""
+  config = with_strategy(config, "vmap:lax")
+  state = gan_train.create_state(config, jax.random.key(0))
+  cost = gan_train.make_train_chunk(config).step.lower(
+      state, random_data(config, per_class=8)).cost_analysis()
+  cost = cost[0] if isinstance(cost, list) else cost
+  return float(cost["flops"])
+
+
 def time_step(config, steps: int, repeats: int) -> dict[str, float]:
   """Images/s, compile time, FLOPs and memory of the jitted K-GAN chunk."""
   data = random_data(config)
@@ -95,7 +113,7 @@ def time_step(config, steps: int, repeats: int) -> dict[str, float]:
   images = config.gan.batch_size * gan_train.num_gans(config)
   flops = float(cost.get("flops", float("nan")))
   return {"img_s": images / sec, "step_ms": 1e3 * sec, "compile_s": compile_s,
-          "flops": flops, "flop_s": flops / sec,
+          "xla_flop_s": flops / sec, "flop_s": model_flops(config) / sec,
           "temp_mb": getattr(mem, "temp_size_in_bytes", 0) / 2 ** 20,
           "rss_mb": peak_rss_mb()}
 
@@ -216,6 +234,56 @@ def torch_speed(torch, config, steps: int, repeats: int) -> float:
   return k * bs / sec
 
 
+def conv_layers(config) -> list[tuple[str, tuple, tuple, dict]]:
+  """(network, input shape, kernel shape, lax params) of every convolution
+  in G's and D's forward pass, read from their jaxprs."""
+  cfg = with_strategy(config, "vmap:lax")
+  g, d = models.make_gan(cfg.gan, cfg.data.image_size, cfg.data.channels)
+  z = jnp.zeros((cfg.gan.batch_size, cfg.gan.latent_dim))
+  x = jnp.zeros((cfg.gan.batch_size, cfg.data.image_size,
+                 cfg.data.image_size, cfg.data.channels))
+  layers = []
+  for name, net, arg in (("G", g, z), ("D", d, x)):
+    params = net.init(jax.random.key(0), arg, train=False)
+    jaxpr = jax.make_jaxpr(lambda p, a, net=net: net.apply(p, a, train=False))(
+        params, arg)
+    layers += [(name, e.invars[0].aval.shape, e.invars[1].aval.shape,
+                dict(e.params)) for e in jaxpr.jaxpr.eqns
+               if e.primitive.name == "conv_general_dilated"]
+  return layers
+
+
+def time_conv_layers(config, repeats: int):
+  """Per convolution: forward + both gradients for K GANs, XLA's convolution
+  per GAN vs matmul_conv under vmap, and the choice of conv="auto"."""
+  k = gan_train.num_gans(config)
+  for net, x_shape, w_shape, p in conv_layers(config):
+    kw = dict(window_strides=p["window_strides"], padding=p["padding"],
+              lhs_dilation=p["lhs_dilation"],
+              dimension_numbers=p["dimension_numbers"])
+
+    def grads(conv, x, w):
+      loss = lambda x, w: jnp.sum(jnp.square(conv(x, w, **kw)))
+      return jax.grad(loss, argnums=(0, 1))(x, w)
+    x = jax.random.normal(jax.random.key(0), (k,) + x_shape)
+    w = jax.random.normal(jax.random.key(1), (k,) + w_shape)
+    per_gan = jax.jit(lambda x, w: [grads(jax.lax.conv_general_dilated,
+                                          x[i], w[i]) for i in range(k)])
+    batched = jax.jit(jax.vmap(functools.partial(
+        grads, matmul_conv.conv_general_dilated)))
+    ms = []
+    for fn in (per_gan, batched):
+      jax.block_until_ready(fn(x, w))
+      ms.append(1e3 * median_time(lambda fn=fn: fn(x, w), repeats))
+    auto = matmul_conv.prefers_matmul(x_shape, w_shape, kw["window_strides"],
+                                      kw["lhs_dilation"])
+    print(f"  {net} {'x'.join(map(str, x_shape[1:]))} * "
+          f"{'x'.join(map(str, w_shape))} stride {kw['window_strides'][0]} "
+          f"dilation {kw['lhs_dilation'][0]}: lax per GAN {ms[0]:7.1f} ms, "
+          f"matmul vmapped {ms[1]:7.1f} ms; auto picks "
+          f"{'matmul' if auto else 'lax'}", flush=True)
+
+
 def with_strategy(config, strategy: str, num_gans: int | None = None):
   """A copy of config with `strategy` ("vmap" or "vmap:matmul") and K."""
   config = config.copy_and_resolve_references()
@@ -228,10 +296,11 @@ def with_strategy(config, strategy: str, num_gans: int | None = None):
 
 
 def report_step(name: str, r: dict[str, float], ceiling: float | None):
-  frac = f" ({100 * r['flop_s'] / ceiling:.1f}% of ceiling)" if ceiling else ""
-  print(f"  {name:12s} {r['img_s']:8.0f} img/s  {r['step_ms']:8.1f} ms/step  "
-        f"compile {r['compile_s']:5.1f}s  {r['flop_s'] / 1e9:6.2f} GFLOP/s"
-        f"{frac}  XLA temp {r['temp_mb']:.0f} MB  peak RSS {r['rss_mb']:.0f} MB",
+  frac = f" ({100 * r['flop_s'] / ceiling:.0f}% of ceiling)" if ceiling else ""
+  print(f"  {name:18s} {r['img_s']:7.0f} img/s  {r['step_ms']:8.1f} ms/step  "
+        f"compile {r['compile_s']:5.1f}s  model {r['flop_s'] / 1e9:6.1f} "
+        f"GFLOP/s{frac}  executed {r['xla_flop_s'] / 1e9:6.1f} GFLOP/s  "
+        f"XLA temp {r['temp_mb']:.0f} MB  peak RSS {r['rss_mb']:.0f} MB",
         flush=True)
 
 
@@ -257,6 +326,9 @@ def main(argv):
       r = time_step(with_strategy(config, s), FLAGS.steps, FLAGS.repeats)
       step_rate = step_rate or r["img_s"]
       report_step(s, r, ceiling)
+  if "layers" in run:
+    print(f"Convolutions, forward + gradients of {k} GANs:")
+    time_conv_layers(config, FLAGS.repeats)
   if "input" in run:
     rate = input_throughput(config, 50, FLAGS.repeats)
     vs = f" = {rate / step_rate:.0f}x the step's use" if step_rate else ""

@@ -168,10 +168,10 @@ def prefers_matmul(lhs_shape, rhs_shape, window_strides, lhs_dilation=None,
   """The rule of conv="auto": matmul where XLA's own convolution is slow.
 
   Measured on XLA:CPU (2-core AMD EPYC, jax 0.10.2; `python -m
-  gansynth.conv_bench`): its convolutions are fast on large grids and slow on
-  small grids with many channels and on input-dilated (transposed) ones,
-  where im2col matmuls win by 5-50x; on large grids the im2col copies cost
-  more than they save. On GPU/TPU, XLA's convolutions are used.
+  gansynth.bench --run=layers`): its convolutions are fast on large grids
+  and slow on small grids with many channels and on input-dilated
+  (transposed) ones, where im2col matmuls won by 4-30x for ten 32x32
+  DCGANs; on large grids the im2col copies cost more than they save. On GPU/TPU, XLA's convolutions are used.
   """
   if (backend or jax.default_backend()) != "cpu":
     return False

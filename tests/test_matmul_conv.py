@@ -119,7 +119,7 @@ def gan_config(arch, conv, dtype="float32"):
 
 
 @pytest.mark.parametrize("arch,size,channels", [
-    ("dcgan", 32, 3), ("dcgan", 28, 1), ("study", 8, 1), ("study", 28, 1)])
+    ("dcgan", 16, 3), ("dcgan", 28, 1), ("study", 8, 1), ("study", 28, 1)])
 def test_models_same_params_and_outputs_for_every_conv(arch, size, channels):
   z = jax.random.normal(jax.random.key(0), (3, 100))
   outs = {}
@@ -158,14 +158,14 @@ def test_dcgan_generator_keeps_conv_transpose_params():
 
 def test_bfloat16_compute_keeps_float32_params_and_outputs():
   z = jax.random.normal(jax.random.key(0), (4, 100))
-  g, d = models.make_gan(gan_config("dcgan", "auto", "bfloat16"), 32, 3)
+  g, d = models.make_gan(gan_config("dcgan", "auto", "bfloat16"), 16, 3)
   g_vars = g.init(jax.random.key(1), z, train=False)
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(g_vars))
   images = g.apply(g_vars, z, train=False)
   d_vars = d.init(jax.random.key(2), images, train=False)
   logits = d.apply(d_vars, images, train=False)
   assert images.dtype == logits.dtype == jnp.float32
-  g32, d32 = models.make_gan(gan_config("dcgan", "auto"), 32, 3)
+  g32, d32 = models.make_gan(gan_config("dcgan", "auto"), 16, 3)
   want = d32.apply(d_vars, g32.apply(g_vars, z, train=False), train=False)
   assert np.all(np.isfinite(logits))
   np.testing.assert_allclose(logits, want, atol=0.1, rtol=0.1)
