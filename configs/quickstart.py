@@ -5,7 +5,8 @@
 Trains ten small DCGAN-style GANs (one per digit) on the 1,437 training
 digits, synthesizes 200 images per digit, renders 200 procedural digits per
 class, trains the study's classifier on real, GAN and procedural images with
-the same settings and tests each on the 360 real test digits. Ends in a few minutes on 2 CPU cores; see README for results.
+the same settings and tests each on the 360 real test digits. Ends in a few
+minutes on 2 CPU cores; see README for results.
 Then `--config.stages=evaluate` writes report.md (a smaller sweep than the
 default: 2 seeds, 5% and all real labels, with and without GAN images).
 """

@@ -107,9 +107,8 @@ def gan_step(gan: GAN, images: jax.Array, count: jax.Array, step: jax.Array,
   and noise, which makes resumed runs match uninterrupted ones.
   """
   key = jax.random.wrap_key_data(gan.rng)
-  idx = input_pipeline.epoch_shuffled_indices(
-      jax.random.fold_in(key, 0), count, images.shape[0], batch_size, step)
-  real = input_pipeline.to_float(images[idx])
+  real = input_pipeline.class_batch(jax.random.fold_in(key, 0), images, count,
+                                    batch_size, step)
   kd, kg = jax.random.split(jax.random.fold_in(jax.random.fold_in(key, 1),
                                                step))
   z_d = jax.random.normal(kd, (batch_size, latent_dim))
@@ -274,18 +273,17 @@ def handle_nonfinite(config, mngr, state: GANState, bad: list[int], step: int,
 
 def train(config, workdir: str) -> GANState:
   """Trains (or resumes) the K class GANs; returns the final state."""
-  parallel.initialize(config)
   # Input: each class's real images, on the device.
   images, labels = input_pipeline.load_split(config.data,
                                              config.data.train_split)
   data = input_pipeline.group_by_class(images, labels, num_gans(config))
   input_pipeline.check_batch_size(data.counts, config.gan.batch_size,
                                   f"{config.data.name}[{config.data.train_split}]")
-  data = jax.device_put(data)
 
   # State and checkpoint: resume from the newest stored step if there is one.
   mngr = store.manager(store.gan_dir(workdir))
   state = restore_or_create(config, mngr)
+  # Sharding: state and class data onto the devices (data from the host).
   state, data = parallel.shard(parallel.make_mesh(config, num_gans(config)),
                                state, data)
   start = int(state.step)

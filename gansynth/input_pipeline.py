@@ -143,6 +143,14 @@ def epoch_shuffled_indices(key: jax.Array, count: jax.Array, capacity: int,
                    order(first + 1)[offset])
 
 
+def class_batch(key: jax.Array, images: jax.Array, count: jax.Array,
+                batch_size: int, step: jax.Array) -> jax.Array:
+  """Batch `step` of one class's stored images (uint8 [N_max, ...], the
+  first `count` real), as float32 in [-1, 1]; drawn inside the jitted step."""
+  idx = epoch_shuffled_indices(key, count, images.shape[0], batch_size, step)
+  return to_float(images[idx])
+
+
 def to_float(images: jax.Array) -> jax.Array:
   """uint8 [0, 255] -> float32 [-1, 1], the range of the generator's tanh."""
   return images.astype(jnp.float32) / 127.5 - 1.0

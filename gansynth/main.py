@@ -15,6 +15,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from gansynth import config_schema
+from gansynth import parallel
 from gansynth import pipeline
 from gansynth.config_schema import ConfigError
 from gansynth.gan_train import NonFiniteError
@@ -86,6 +87,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError("Too many command-line arguments.")
   prepare_libraries()
+  parallel.initialize(FLAGS.config)  # multi-host: before any other JAX call
   logging.get_absl_handler().addFilter(quiet_library_info)
   try:
     pipeline.run(FLAGS.config, FLAGS.workdir)

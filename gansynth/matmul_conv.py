@@ -153,6 +153,9 @@ def conv_transpose_padding(kernel_size: Sequence[int],
 
 
 CONVS = ("auto", "lax", "matmul")
+# The CPU rule of conv="auto" (see prefers_matmul).
+MATMUL_MAX_DILATED_INPUT = 8  # transposed convs from grids up to 8x8
+MATMUL_MAX_OUTPUT = 4  # other convs onto grids up to 4x4
 
 
 def conv_function(conv: str):
@@ -163,19 +166,19 @@ def conv_function(conv: str):
           "auto": auto_conv_general_dilated}[conv]
 
 
-def prefers_matmul(lhs_shape, rhs_shape, window_strides, lhs_dilation=None,
+def prefers_matmul(lhs_shape, window_strides, lhs_dilation=None,
                    backend: str | None = None) -> bool:
   """The rule of conv="auto": matmul where XLA's own convolution is slow.
 
   Measured on XLA:CPU (2-core AMD EPYC, jax 0.10.2; `python -m
   gansynth.bench --run=layers`): its convolutions are fast on large grids
   and slow on small grids with many channels and on input-dilated
-  (transposed) ones, where im2col matmuls won by 4-30x for ten 32x32
-  DCGANs; on large grids the im2col copies cost more than they save. On GPU/TPU, XLA's convolutions are used.
+  (transposed) ones, where im2col matmuls won by 4-38x for ten 32x32
+  DCGANs; on large grids the im2col copies cost more than they save. On
+  GPU/TPU, XLA's convolutions are used.
   """
   if (backend or jax.default_backend()) != "cpu":
     return False
-  del rhs_shape
   grid = min(lhs_shape[1:3])  # NHWC
   if lhs_dilation is not None and max(lhs_dilation) > 1:
     return grid <= MATMUL_MAX_DILATED_INPUT
@@ -183,16 +186,12 @@ def prefers_matmul(lhs_shape, rhs_shape, window_strides, lhs_dilation=None,
   return out <= MATMUL_MAX_OUTPUT
 
 
-MATMUL_MAX_DILATED_INPUT = 8  # transposed convs from grids up to 8x8
-MATMUL_MAX_OUTPUT = 4  # other convs onto grids up to 4x4
-
-
 def auto_conv_general_dilated(lhs, rhs, window_strides, padding,
                               lhs_dilation=None, rhs_dilation=None,
                               dimension_numbers=None, **kwargs):
   """conv_general_dilated or lax's, per layer, by `prefers_matmul`."""
   fn = (conv_general_dilated if prefers_matmul(
-      lhs.shape, rhs.shape, window_strides, lhs_dilation)
+      lhs.shape, window_strides, lhs_dilation)
         else lax.conv_general_dilated)
   return fn(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
             dimension_numbers, **kwargs)

@@ -121,7 +121,8 @@ class DCGANGenerator(_GANModule):
 
 
 class DCGANDiscriminator(_GANModule):
-  """Radford et al.: strided 5x5 convs, batch norm after the first, leaky ReLU."""
+  """Radford et al.: strided 5x5 convs, batch norm after the first, leaky
+  ReLU."""
   width: int = 64
   num_layers: int = 3
 
@@ -158,8 +159,7 @@ def make_gan(gan_config: Any, image_size: int,
              channels: int) -> tuple[nn.Module, nn.Module]:
   """Builds (generator, discriminator) for `config.gan`."""
   arch = gan_config.architecture
-  common = dict(conv=gan_config.get("conv", "lax"),
-                dtype=jnp.dtype(gan_config.get("dtype", "float32")))
+  common = dict(conv=gan_config.conv, dtype=jnp.dtype(gan_config.dtype))
   if arch == "study":
     return (StudyGenerator(image_size=image_size, channels=channels,
                            width=gan_config.g_width, **common),

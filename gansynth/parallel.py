@@ -39,14 +39,16 @@ def make_mesh(config, num_gans: int) -> jax.sharding.Mesh:
 
 
 def place(tree: Any, mesh: jax.sharding.Mesh, spec_of) -> Any:
-  """Puts every leaf on `mesh` as spec_of(leaf), from the host's full value.
+  """Puts every leaf (host or device array) on `mesh` as spec_of(leaf).
 
-  Works multi-host too: each process supplies its addressable shards.
+  One process: jax.device_put (device arrays move between devices, not via
+  the host). Several: each process supplies its addressable shards from its
+  full copy.
   """
   def put(x):
     sharding = NamedSharding(mesh, spec_of(x))
-    if isinstance(x, jax.Array) and x.sharding == sharding:
-      return x
+    if jax.process_count() == 1:
+      return jax.device_put(x, sharding)
     full = np.asarray(jax.device_get(x))
     return jax.make_array_from_callback(full.shape, sharding,
                                         lambda idx: full[idx])

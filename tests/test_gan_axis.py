@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import tiny
 from gansynth import config_schema
 from gansynth import gan_axis
 from gansynth import gan_train
@@ -18,15 +19,11 @@ K = 3
 
 
 def tiny_config(architecture: str, strategy: str, conv: str = "lax"):
-  config = config_schema.default_config()
+  """conftest.tiny's nets on K=3 in-memory classes (no data set is read)."""
+  config = tiny(config_schema.default_config(), tfds_dir="")
   config.data.num_classes = K
-  config.gan.architecture = architecture
-  config.gan.g_width = 4
-  config.gan.d_width = 4
-  config.gan.latent_dim = 8
-  config.gan.batch_size = 4
-  config.gan.strategy = strategy
-  config.gan.conv = conv
+  config.gan.update(architecture=architecture, batch_size=4,
+                    strategy=strategy, conv=conv)
   return config
 
 

@@ -5,10 +5,10 @@ import flax.linen as nn
 import jax
 from jax import lax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
+from gansynth import config_schema
 from gansynth import matmul_conv
 from gansynth import models
 
@@ -97,25 +97,25 @@ def test_vmap_over_kernels_is_a_batched_matmul():
 
 def test_auto_rule():
   # A transposed conv from 4x4 and a conv onto 4x4: matmul on CPU only.
-  assert matmul_conv.prefers_matmul((64, 4, 4, 256), (5, 5, 256, 128), (1, 1),
-                                    (2, 2), backend="cpu")
-  assert matmul_conv.prefers_matmul((64, 8, 8, 128), (5, 5, 128, 256), (2, 2),
+  assert matmul_conv.prefers_matmul((64, 4, 4, 256), (1, 1), (2, 2),
                                     backend="cpu")
-  assert not matmul_conv.prefers_matmul((64, 16, 16, 64), (5, 5, 64, 128),
-                                        (2, 2), backend="cpu")
-  assert not matmul_conv.prefers_matmul((64, 16, 16, 64), (5, 5, 64, 3),
-                                        (1, 1), (2, 2), backend="cpu")
+  assert matmul_conv.prefers_matmul((64, 8, 8, 128), (2, 2), backend="cpu")
+  assert not matmul_conv.prefers_matmul((64, 16, 16, 64), (2, 2),
+                                        backend="cpu")
+  assert not matmul_conv.prefers_matmul((64, 16, 16, 64), (1, 1), (2, 2),
+                                        backend="cpu")
   for backend in ("gpu", "tpu"):
-    assert not matmul_conv.prefers_matmul((64, 4, 4, 256), (5, 5, 256, 128),
-                                          (2, 2), backend=backend)
+    assert not matmul_conv.prefers_matmul((64, 4, 4, 256), (2, 2),
+                                          backend=backend)
   with pytest.raises(ValueError, match="config.gan.conv='fft'"):
     matmul_conv.conv_function("fft")
 
 
 def gan_config(arch, conv, dtype="float32"):
-  return ml_collections.ConfigDict({"architecture": arch, "g_width": 4,
-                                    "d_width": 4, "conv": conv,
-                                    "dtype": dtype})
+  config = config_schema.default_config().gan
+  config.update(architecture=arch, g_width=4, d_width=4, conv=conv,
+                dtype=dtype)
+  return config
 
 
 @pytest.mark.parametrize("arch,size,channels", [

@@ -2,16 +2,17 @@
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
+from gansynth import config_schema
 from gansynth import models
 
 
 def gan_config(arch):
-  return ml_collections.ConfigDict(
-      {"architecture": arch, "g_width": 4, "d_width": 4})
+  config = config_schema.default_config().gan
+  config.update(architecture=arch, g_width=4, d_width=4)
+  return config
 
 
 @pytest.mark.parametrize("arch", models.ARCHITECTURES)
