@@ -39,6 +39,9 @@ def default_config() -> ml_collections.ConfigDict:
   config.gan.beta1 = 0.5
   config.gan.beta2 = 0.999
   config.gan.batch_size = 64  # per GAN
+  # G's update reuses the fake batch of D's update (one G forward per step,
+  # as in PyTorch's DCGAN example); False: fresh noise and a second forward.
+  config.gan.reuse_fake = True
   config.gan.train_steps = 1000
   config.gan.strategy = "auto"  # how the K GANs are mapped: see gan_axis.py
   # How convolutions are computed ("auto", "lax", "matmul": matmul_conv.py)

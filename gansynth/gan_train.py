@@ -96,23 +96,33 @@ def create_state(config, key: jax.Array) -> GANState:
   return GANState(step=jnp.zeros((), jnp.int32), gans=jax.vmap(init)(keys))
 
 
+def step_noise(key: jax.Array, step: jax.Array, batch_size: int,
+               latent_dim: int) -> tuple[jax.Array, jax.Array]:
+  """G's noise for D's update and for G's own (used without reuse_fake)."""
+  kd, kg = jax.random.split(jax.random.fold_in(jax.random.fold_in(key, 1),
+                                               step))
+  return (jax.random.normal(kd, (batch_size, latent_dim)),
+          jax.random.normal(kg, (batch_size, latent_dim)))
+
+
 def gan_step(gan: GAN, images: jax.Array, count: jax.Array, step: jax.Array,
              *, generator: nn.Module, discriminator: nn.Module,
              tx: optax.GradientTransformation, loss: str, batch_size: int,
-             latent_dim: int) -> tuple[GAN, dict[str, jax.Array]]:
+             latent_dim: int, reuse_fake: bool = True
+             ) -> tuple[GAN, dict[str, jax.Array]]:
   """One D update then one G update of a single GAN on its own class.
 
   `images`/`count` are this GAN's class (uint8 [N_max, H, W, C], padded).
   Randomness is fold_in(key, step): the same step always sees the same batch
   and noise, which makes resumed runs match uninterrupted ones.
+  With `reuse_fake`, G's update backpropagates through the fake batch the D
+  update saw (one G forward per step, as PyTorch's DCGAN example does);
+  without, G's update draws fresh noise and runs G again.
   """
   key = jax.random.wrap_key_data(gan.rng)
   real = input_pipeline.class_batch(jax.random.fold_in(key, 0), images, count,
                                     batch_size, step)
-  kd, kg = jax.random.split(jax.random.fold_in(jax.random.fold_in(key, 1),
-                                               step))
-  z_d = jax.random.normal(kd, (batch_size, latent_dim))
-  z_g = jax.random.normal(kg, (batch_size, latent_dim))
+  z_d, z_g = step_noise(key, step, batch_size, latent_dim)
 
   def run_g(params, z):
     return generator.apply({"params": params, "batch_stats": gan.g_stats}, z,
@@ -123,12 +133,16 @@ def gan_step(gan: GAN, images: jax.Array, count: jax.Array, step: jax.Array,
                                    train=True, mutable=["batch_stats"])
     return out, upd.get("batch_stats", {})
 
-  fake, _ = run_g(gan.g_params, z_d)
-  fake = jax.lax.stop_gradient(fake)
+  if reuse_fake:
+    fake, g_vjp, g_upd = jax.vjp(lambda p: run_g(p, z_d), gan.g_params,
+                                 has_aux=True)
+  else:
+    fake, _ = run_g(gan.g_params, z_d)
+  fake_for_d = jax.lax.stop_gradient(fake)
 
   def d_loss_fn(d_params):
     real_logits, stats = run_d(d_params, gan.d_stats, real)
-    fake_logits, stats = run_d(d_params, stats, fake)
+    fake_logits, stats = run_d(d_params, stats, fake_for_d)
     return (losses.discriminator_loss(loss, real_logits, fake_logits),
             (stats, real_logits, fake_logits))
 
@@ -137,14 +151,20 @@ def gan_step(gan: GAN, images: jax.Array, count: jax.Array, step: jax.Array,
   d_updates, d_opt = tx.update(d_grads, gan.d_opt, gan.d_params)
   d_params = optax.apply_updates(gan.d_params, d_updates)
 
-  def g_loss_fn(g_params):
-    fake, g_upd = run_g(g_params, z_g)
+  def g_loss_on(fake):
     logits, _ = run_d(d_params, d_stats, fake)
-    return (losses.generator_loss(loss, logits),
-            g_upd.get("batch_stats", {}))
+    return losses.generator_loss(loss, logits)
 
-  (g_loss, g_stats), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
-      gan.g_params)
+  if reuse_fake:
+    g_loss, fake_grad = jax.value_and_grad(g_loss_on)(fake)
+    (g_grads,) = g_vjp(fake_grad)
+  else:
+    def g_loss_fn(g_params):
+      fake, g_upd = run_g(g_params, z_g)
+      return g_loss_on(fake), g_upd
+    (g_loss, g_upd), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
+        gan.g_params)
+  g_stats = g_upd.get("batch_stats", {})
   g_updates, g_opt = tx.update(g_grads, gan.g_opt, gan.g_params)
   g_params = optax.apply_updates(gan.g_params, g_updates)
 
@@ -163,7 +183,8 @@ def make_step(config) -> Callable:
   step = functools.partial(
       gan_step, generator=generator, discriminator=discriminator,
       tx=optimizer(config.gan), loss=config.gan.loss,
-      batch_size=config.gan.batch_size, latent_dim=config.gan.latent_dim)
+      batch_size=config.gan.batch_size, latent_dim=config.gan.latent_dim,
+      reuse_fake=config.gan.reuse_fake)
   return gan_axis.map_over_gans(step, config.gan.strategy)
 
 

@@ -73,10 +73,14 @@ def test_conv_unrolled_matches_vmap(layer):
     ("unroll", "lax"), ("conv_unroll", "lax"), ("vmap", "matmul"),
     ("conv_unroll", "auto")])
 def test_strategies_match_vmap(architecture, strategy, conv):
-  """Three train steps of every strategy (and conv), vs vmap with lax convs."""
+  """Three train steps of every strategy (and conv), vs vmap with lax convs.
+
+  Round-off differs between the formulations and Adam's first steps
+  (update ~ g / |g|) amplify it, hence 1e-4; a wrong gradient is off by O(1).
+  """
   got = run_chunk(tiny_config(architecture, strategy, conv))
-  chex.assert_trees_all_close(got, vmap_run(architecture), atol=1e-5,
-                              rtol=1e-5)
+  chex.assert_trees_all_close(got, vmap_run(architecture), atol=1e-4,
+                              rtol=1e-4)
 
 
 def test_auto_resolves_per_backend():
