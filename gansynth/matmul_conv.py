@@ -12,10 +12,16 @@ kernels becomes a batched matmul instead of a grouped convolution.
 given as `nn.Conv(conv_general_dilated=...)`), for NHWC inputs and HWIO
 kernels:
   * no input dilation: strided slices gather the k*k windows, one matmul;
-  * input dilation d with stride 1 (a transposed convolution): split into its
+  * input dilation d with stride 1 (a transposed convolution): forward as
+    col2im, every input pixel times every tap in one matmul, then each output
+    phase sums its taps' shifted columns; gradients as the transpose of the
     d*d output phases ("sub-pixel" convolutions), each an undilated
-    convolution with only the taps that meet input pixels, then interleaved,
-    so no product with the inserted zeros is computed.
+    convolution with only the taps that meet input pixels. Neither computes
+    a product with the inserted zeros. (Measured for the 32x32 DCGAN
+    generator's four layers, ten GANs vmapped: col2im's forward 1.3-2x
+    faster than the sub-pixel one at batch 1000, 36x on the 3-channel output
+    layer; its forward + gradients 2.4-5.6x slower at batch 64. Hence the
+    custom VJP.)
 Anything else (kernel dilation, groups, other layouts) goes to lax unchanged.
 """
 
