@@ -223,7 +223,12 @@ def fixed_noise(config, per_class: int) -> jax.Array:
 
 
 def store_meta(config) -> dict[str, Any]:
-  """What a stored GAN state depends on; a mismatch means another config."""
+  """What a stored GAN state depends on; a mismatch means another config.
+
+  How the state is computed (gan.strategy, conv, dtype, reuse_fake) is left
+  out on purpose: a store trained one way can be resumed or sampled another
+  way, e.g. trained on a TPU and sampled on a laptop.
+  """
   g = config.gan
   return {"num_gans": num_gans(config), "image_size": config.data.image_size,
           "channels": config.data.channels, "architecture": g.architecture,
