@@ -285,11 +285,22 @@ def time_conv_layers(config, repeats: int):
       ms.append(1e3 * median_time(lambda fn=fn: fn(x, w), repeats))
     auto = matmul_conv.prefers_matmul(x_shape, kw["window_strides"],
                                       kw["lhs_dilation"])
+    forward = ""
+    if max(kw["lhs_dilation"]) > 1:  # the two forwards of a transposed conv
+      pads, dil = tuple(map(tuple, kw["padding"])), kw["lhs_dilation"]
+      fwd_ms = []
+      for conv in (matmul_conv.col2im_conv, matmul_conv.subpixel_conv):
+        fn = jax.jit(jax.vmap(lambda x, w, conv=conv: conv(x, w, pads, dil,
+                                                           {})))
+        jax.block_until_ready(fn(x, w))
+        fwd_ms.append(1e3 * median_time(lambda fn=fn: fn(x, w), repeats))
+      forward = (f"; forward alone: col2im {fwd_ms[0]:.1f} ms, sub-pixel "
+                 f"{fwd_ms[1]:.1f} ms")
     print(f"  {net} {'x'.join(map(str, x_shape[1:]))} * "
           f"{'x'.join(map(str, w_shape))} stride {kw['window_strides'][0]} "
           f"dilation {kw['lhs_dilation'][0]}: lax per GAN {ms[0]:7.1f} ms, "
           f"matmul vmapped {ms[1]:7.1f} ms; auto picks "
-          f"{'matmul' if auto else 'lax'}", flush=True)
+          f"{'matmul' if auto else 'lax'}{forward}", flush=True)
 
 
 def with_strategy(config, strategy: str, num_gans: int | None = None):

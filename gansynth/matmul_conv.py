@@ -113,7 +113,7 @@ def phase_taps(size: int, taps: int, dilation: int, pad_lo: int, pad_hi: int):
   return index, (-e_min, per_phase - 1 + e_max - (size - 1)), out, per_phase
 
 
-def _subpixel_conv(x, w, padding, lhs_dil, mm):
+def subpixel_conv(x, w, padding, lhs_dil, mm):
   """Input-dilated stride-1 conv as d*d undilated convs, one per output phase.
 
   Phase (rh, rw) uses only the kernel taps that meet input pixels (2x2, 2x3,
@@ -145,7 +145,7 @@ def _subpixel_conv(x, w, padding, lhs_dil, mm):
   return y[:, :out_h, :out_w]
 
 
-def _col2im_conv(x, w, padding, lhs_dil, mm):
+def col2im_conv(x, w, padding, lhs_dil, mm):
   """Input-dilated stride-1 conv as every input pixel times every tap (one
   matmul, [N*H*W, C] @ [C, kh*kw*O]), then each output phase sums its taps'
   columns, shifted: no window copies of the input.
@@ -179,10 +179,10 @@ def _col2im_conv(x, w, padding, lhs_dil, mm):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
 def _transposed_conv(x, w, padding, lhs_dil, precision, preferred_type):
-  """A transposed convolution: forward by _col2im_conv (fastest forward,
-  measured), gradients by transposing _subpixel_conv (fastest backward:
+  """A transposed convolution: forward by col2im_conv (fastest forward,
+  measured), gradients by transposing subpixel_conv (fastest backward:
   col2im's gradient copies windows of the much larger column tensor)."""
-  return _col2im_conv(x, w, padding, lhs_dil,
+  return col2im_conv(x, w, padding, lhs_dil,
                       dict(precision=precision,
                            preferred_element_type=preferred_type))
 
@@ -196,9 +196,9 @@ def _transposed_bwd(padding, lhs_dil, precision, preferred_type, res, dy):
   x, w = res
   mm = dict(precision=precision, preferred_element_type=preferred_type)
   (dx,) = jax.linear_transpose(
-      lambda x: _subpixel_conv(x, w, padding, lhs_dil, mm), x)(dy)
+      lambda x: subpixel_conv(x, w, padding, lhs_dil, mm), x)(dy)
   (dw,) = jax.linear_transpose(
-      lambda w: _subpixel_conv(x, w, padding, lhs_dil, mm), w)(dy)
+      lambda w: subpixel_conv(x, w, padding, lhs_dil, mm), w)(dy)
   return dx, dw
 
 

@@ -31,3 +31,18 @@ def test_bench_prints_step_kcurve_input_and_synthesis():
   assert re.search(r"input pipeline alone: \d+ img/s = \d+x", out), out
   assert re.search(r"synthesis of 40 images: \d+ img/s", out), out
   assert "PyTorch reference" in out or "torch reference skipped" in out
+
+
+@pytest.mark.slow  # ~30 s
+def test_layer_timings_show_both_forwards_of_transposed_convs():
+  cmd = [sys.executable, "-m", "gansynth.bench",
+         "--config", "configs/quickstart.py", "--config.gan.architecture=dcgan",
+         "--config.gan.g_width=4", "--config.gan.d_width=4",
+         "--config.gan.batch_size=4", "--run=layers", "--repeats=1"]
+  out = subprocess.run(cmd, capture_output=True, text=True, check=True,
+                       cwd=os.path.dirname(os.path.dirname(__file__)),
+                       env={**os.environ, "JAX_PLATFORMS": "cpu"}).stdout
+  generator = re.findall(r"^  G .* dilation 2: .*; forward alone: col2im "
+                         r"[\d.]+ ms, sub-pixel [\d.]+ ms$", out, re.M)
+  assert len(generator) == 3, out  # 1x1 -> 2x2 -> 4x4 -> 8x8
+  assert re.search(r"^  D .* dilation 1: .*auto picks \w+$", out, re.M), out
