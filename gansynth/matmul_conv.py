@@ -12,16 +12,16 @@ kernels becomes a batched matmul instead of a grouped convolution.
 given as `nn.Conv(conv_general_dilated=...)`), for NHWC inputs and HWIO
 kernels:
   * no input dilation: strided slices gather the k*k windows, one matmul;
-  * input dilation d with stride 1 (a transposed convolution): forward as
-    col2im, every input pixel times every tap in one matmul, then each output
-    phase sums its taps' shifted columns; gradients as the transpose of the
-    d*d output phases ("sub-pixel" convolutions), each an undilated
-    convolution with only the taps that meet input pixels. Neither computes
-    a product with the inserted zeros. (Measured for the 32x32 DCGAN
-    generator's four layers, ten GANs vmapped: col2im's forward 1.3-2x
-    faster than the sub-pixel one at batch 1000, 36x on the 3-channel output
-    layer; its forward + gradients 2.4-5.6x slower at batch 64. Hence the
-    custom VJP.)
+  * input dilation d with stride 1 (a transposed convolution): col2im, every
+    input pixel times every tap in one matmul, then each output phase sums
+    its taps' shifted columns; its gradients (a custom VJP) stack strided
+    windows of the output gradient once and are two more matmuls. No product
+    with the inserted zeros is computed. `subpixel_conv` (d*d phase
+    convolutions with only the taps that meet input pixels) is the other way
+    to write it, kept for `gansynth.bench --run=layers` to compare: for the
+    32x32 DCGAN generator (ten GANs vmapped) col2im's forward was 1.4-31x
+    faster, and the explicit VJP made forward + gradients 1.1-5x faster
+    than autodiff through the sub-pixel form.
 Anything else (kernel dilation, groups, other layouts) goes to lax unchanged.
 """
 
@@ -179,12 +179,12 @@ def col2im_conv(x, w, padding, lhs_dil, mm):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
 def _transposed_conv(x, w, padding, lhs_dil, precision, preferred_type):
-  """A transposed convolution: forward by col2im_conv (fastest forward,
-  measured), gradients by transposing subpixel_conv (fastest backward:
-  col2im's gradient copies windows of the much larger column tensor)."""
+  """A transposed convolution by col2im_conv, with the gradients of
+  _transposed_bwd (autodiff of col2im_conv would scatter into the large
+  column tensor once per tap: 2.4-5.6x slower, measured)."""
   return col2im_conv(x, w, padding, lhs_dil,
-                      dict(precision=precision,
-                           preferred_element_type=preferred_type))
+                     dict(precision=precision,
+                          preferred_element_type=preferred_type))
 
 
 def _transposed_fwd(x, w, padding, lhs_dil, precision, preferred_type):
@@ -193,13 +193,37 @@ def _transposed_fwd(x, w, padding, lhs_dil, precision, preferred_type):
 
 
 def _transposed_bwd(padding, lhs_dil, precision, preferred_type, res, dy):
+  """col2im's transpose, written so both gradients are single matmuls.
+
+  Forward, input pixel m adds cols[m, q] = x[m] @ w[q] to output
+  d*m + pad_lo - q. So dcols[m, q] = dy[d*m + pad_lo - q] (zero outside):
+  strided windows of dy, stacked once (a gather, not the 25 scatters that
+  autodiff of col2im_conv makes); then dx = dcols @ W^T and dW = x^T @ dcols
+  contract over taps x out-channels and over pixels.
+  """
   x, w = res
+  kh, kw, c, o = w.shape
+  n, h, wd = x.shape[:3]
+  (lo_h, _), (lo_w, _) = padding
+  d_h, d_w = lhs_dil
+  # Pad dy so index d*m + lo - q lands in range for all m, q (negative = crop).
+  pre_h, pre_w = kh - 1 - lo_h, kw - 1 - lo_w
+  post_h = d_h * (h - 1) + lo_h - (dy.shape[1] - 1)
+  post_w = d_w * (wd - 1) + lo_w - (dy.shape[2] - 1)
+  dy = lax.pad(dy, jnp.zeros((), dy.dtype),
+               [(0, 0, 0), (pre_h, post_h, 0), (pre_w, post_w, 0), (0, 0, 0)])
+  windows = [lax.slice(dy, (0, kh - 1 - qh, kw - 1 - qw, 0),
+                       (n, kh - 1 - qh + d_h * (h - 1) + 1,
+                        kw - 1 - qw + d_w * (wd - 1) + 1, o),
+                       (1, d_h, d_w, 1))
+             for qh, qw in itertools.product(range(kh), range(kw))]
+  dcols = jnp.stack(windows, axis=3).reshape(n, h, wd, kh * kw * o)
   mm = dict(precision=precision, preferred_element_type=preferred_type)
-  (dx,) = jax.linear_transpose(
-      lambda x: subpixel_conv(x, w, padding, lhs_dil, mm), x)(dy)
-  (dw,) = jax.linear_transpose(
-      lambda w: subpixel_conv(x, w, padding, lhs_dil, mm), w)(dy)
-  return dx, dw
+  w_mat = w.transpose(2, 0, 1, 3).reshape(c, kh * kw * o)
+  dx = jnp.einsum("nhwq,cq->nhwc", dcols, w_mat, **mm)
+  dw = jnp.einsum("nhwc,nhwq->cq", x, dcols, **mm)
+  dw = dw.reshape(c, kh, kw, o).transpose(1, 2, 0, 3)
+  return dx.astype(x.dtype), dw.astype(w.dtype)
 
 
 _transposed_conv.defvjp(_transposed_fwd, _transposed_bwd)
@@ -222,7 +246,7 @@ def conv_transpose_padding(kernel_size: Sequence[int],
 
 CONVS = ("auto", "lax", "matmul")
 # The CPU rule of conv="auto" (see prefers_matmul).
-MATMUL_MAX_DILATED_INPUT = 8  # transposed convs from grids up to 8x8
+MATMUL_MAX_DILATED_INPUT = 16  # transposed convs from grids up to 16x16
 MATMUL_MAX_OUTPUT = 4  # other convs onto grids up to 4x4
 
 
@@ -241,8 +265,9 @@ def prefers_matmul(lhs_shape, window_strides, lhs_dilation=None,
   Measured on XLA:CPU (2-core AMD EPYC, jax 0.10.2; `python -m
   gansynth.bench --run=layers`): its convolutions are fast on large grids
   and slow on small grids with many channels and on input-dilated
-  (transposed) ones, where im2col matmuls won by 4-38x for ten 32x32
-  DCGANs; on large grids the im2col copies cost more than they save. On
+  (transposed) ones, where matmuls won by 1.2-38x for ten 32x32 DCGANs
+  (transposed up to 16x16 inputs); on large grids the im2col copies of
+  strided convs cost more than they save. On
   GPU/TPU, XLA's convolutions are used.
   """
   if (backend or jax.default_backend()) != "cpu":

@@ -96,13 +96,15 @@ def test_vmap_over_kernels_is_a_batched_matmul():
 
 
 def test_auto_rule():
-  # A transposed conv from 4x4 and a conv onto 4x4: matmul on CPU only.
+  # Transposed convs from up to 16x16, convs onto up to 4x4: matmul on CPU.
   assert matmul_conv.prefers_matmul((64, 4, 4, 256), (1, 1), (2, 2),
                                     backend="cpu")
   assert matmul_conv.prefers_matmul((64, 8, 8, 128), (2, 2), backend="cpu")
   assert not matmul_conv.prefers_matmul((64, 16, 16, 64), (2, 2),
                                         backend="cpu")
-  assert not matmul_conv.prefers_matmul((64, 16, 16, 64), (1, 1), (2, 2),
+  assert matmul_conv.prefers_matmul((64, 16, 16, 64), (1, 1), (2, 2),
+                                    backend="cpu")
+  assert not matmul_conv.prefers_matmul((64, 32, 32, 3), (1, 1), (2, 2),
                                         backend="cpu")
   for backend in ("gpu", "tpu"):
     assert not matmul_conv.prefers_matmul((64, 4, 4, 256), (2, 2),
