@@ -53,6 +53,15 @@ def test_transposed_conv_matches_lax(size, kernel, dilation):
     check_against_lax((2, size, size, 3), (kernel, kernel, 3, 4),
                       window_strides=(1, 1), padding=padding,
                       lhs_dilation=(dilation, dilation))
+    # The sub-pixel form, which bench --run=layers times against col2im.
+    x = jax.random.normal(jax.random.key(2), (2, size, size, 3))
+    w = jax.random.normal(jax.random.key(3), (kernel, kernel, 3, 4))
+    pads = tuple(map(tuple, padding))
+    np.testing.assert_allclose(
+        matmul_conv.subpixel_conv(x, w, pads, (dilation, dilation), {}),
+        lax.conv_general_dilated(x, w, (1, 1), pads, (dilation, dilation),
+                                 dimension_numbers=("NHWC", "HWIO", "NHWC")),
+        atol=1e-4, rtol=1e-4)
 
 
 def test_conv_transpose_padding_is_laxs():
