@@ -7,8 +7,11 @@
 Data are random images of the config's shape (no data set is read), so only
 compute is measured. "model GFLOP/s" counts the model's own arithmetic (see
 `model_flops`), "executed" what XLA ran (zero taps and im2col included).
-Every number is the median of --repeats timings after compilation; the
-machine's other load shows up as spread, so repeat runs.
+Every number is the best of --repeats timings after compilation (as
+`timeit` advises: on a shared machine the slower runs measure the
+neighbours, not the code), the same rule for JAX, PyTorch and the matmul
+ceiling; on the 2-core CPU of issue 7 medians of one config moved 10-25%
+between runs.
 """
 
 from __future__ import annotations
@@ -43,18 +46,19 @@ flags.DEFINE_list("run", ["ceiling", "step", "input", "synthesis", "torch"],
                   "What to run: ceiling, step, layers, input, kcurve, "
                   "synthesis, torch.")
 flags.DEFINE_integer("steps", 2, "Train steps per timing.")
-flags.DEFINE_integer("repeats", 3, "Timings per number (the median is shown).")
+flags.DEFINE_integer("repeats", 3, "Timings per number (the best is shown).")
 flags.DEFINE_integer("synth_images", 73000, "Images to synthesize in total.")
 flags.mark_flags_as_required(["config"])
 
 
-def median_time(fn: Callable[[], object], repeats: int) -> float:
+def best_time(fn: Callable[[], object], repeats: int) -> float:
+  """Seconds of the fastest of `repeats` calls of fn (results awaited)."""
   times = []
   for _ in range(repeats):
     t = time.perf_counter()
     jax.block_until_ready(fn())
     times.append(time.perf_counter() - t)
-  return float(np.median(times))
+  return min(times)
 
 
 def random_data(config, per_class: int = 512) -> input_pipeline.ClassData:
@@ -68,14 +72,14 @@ def random_data(config, per_class: int = 512) -> input_pipeline.ClassData:
 
 def matmul_ceiling(runs: int = 20, n: int = 2048) -> float:
   """float32 FLOP/s of a large jnp.dot, best of `runs`: what this backend can
-  reach (the best, not the median: a shared CPU's slow runs say nothing about
-  the hardware, and a step's share of the ceiling should not rise with them).
+  reach (like every timing here, the best: a shared CPU's slow runs say
+  nothing about the hardware). More runs than the steps get, as one product
+  is short.
   """
   a = jax.random.normal(jax.random.key(0), (n, n))
   dot = jax.jit(jnp.dot)
   dot(a, a).block_until_ready()
-  return 2 * n ** 3 / min(median_time(lambda: dot(a, a), 1)
-                          for _ in range(runs))
+  return 2 * n ** 3 / best_time(lambda: dot(a, a), runs)
 
 
 def peak_rss_mb() -> float:
@@ -115,7 +119,7 @@ def time_step(config, steps: int, repeats: int,
     holder[0], metrics = chunk(holder[0], data, steps)
     return metrics
 
-  sec = median_time(run, repeats) / steps
+  sec = best_time(run, repeats) / steps
   images = config.gan.batch_size * gan_train.num_gans(config)
   executed = float(cost.get("flops", float("nan")))
   return {"img_s": images / sec, "step_ms": 1e3 * sec, "compile_s": compile_s,
@@ -143,7 +147,7 @@ def input_throughput(config, steps: int, repeats: int) -> float:
                                                    data.counts, s)), 0.0)
 
   many(data).block_until_ready()
-  return steps * bs * data.counts.shape[0] / median_time(lambda: many(data),
+  return steps * bs * data.counts.shape[0] / best_time(lambda: many(data),
                                                          repeats)
 
 
@@ -161,7 +165,7 @@ def synthesis_speed(config, total: int, repeats: int) -> float:
   def run():
     return [sampler(gans, z) for _ in range(calls)]
 
-  return calls * bs * k / median_time(run, repeats)
+  return calls * bs * k / best_time(run, repeats)
 
 
 def torch_nets(torch, config):
@@ -238,7 +242,7 @@ def torch_speed(torch, config, steps: int, repeats: int) -> float:
       g_opt.step()
 
   step()
-  sec = median_time(lambda: [step() for _ in range(steps)], repeats) / steps
+  sec = best_time(lambda: [step() for _ in range(steps)], repeats) / steps
   return k * bs / sec
 
 
@@ -282,7 +286,7 @@ def time_conv_layers(config, repeats: int):
     ms = []
     for fn in (per_gan, batched):
       jax.block_until_ready(fn(x, w))
-      ms.append(1e3 * median_time(lambda fn=fn: fn(x, w), repeats))
+      ms.append(1e3 * best_time(lambda fn=fn: fn(x, w), repeats))
     auto = matmul_conv.prefers_matmul(x_shape, kw["window_strides"],
                                       kw["lhs_dilation"])
     forward = ""
@@ -293,7 +297,7 @@ def time_conv_layers(config, repeats: int):
         fn = jax.jit(jax.vmap(lambda x, w, conv=conv: conv(x, w, pads, dil,
                                                            {})))
         jax.block_until_ready(fn(x, w))
-        fwd_ms.append(1e3 * median_time(lambda fn=fn: fn(x, w), repeats))
+        fwd_ms.append(1e3 * best_time(lambda fn=fn: fn(x, w), repeats))
       forward = (f"; forward alone: col2im {fwd_ms[0]:.1f} ms, sub-pixel "
                  f"{fwd_ms[1]:.1f} ms")
     print(f"  {net} {'x'.join(map(str, x_shape[1:]))} * "
