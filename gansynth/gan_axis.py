@@ -19,7 +19,7 @@ AMD EPYC CPU (jax 0.10.2), images/s of the K=10 train step, strategy:conv
 (the README has the full table):
 
   config                      vmap:lax  unroll:lax*  vmap:matmul  auto  torch
-  bench_svhn (dcgan 32x32x3)        33            7          104   118    114
+  bench_svhn (dcgan 32x32x3)        39            7          127   134    111
   (* from an earlier run; auto = conv_unroll:auto)
 
 `auto` on CPU is `conv_unroll`: with conv="auto" the small-grid layers are
