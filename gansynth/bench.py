@@ -34,6 +34,7 @@ from gansynth import gan_train
 from gansynth import input_pipeline
 from gansynth import matmul_conv
 from gansynth import models
+from gansynth import step_profile
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).",
@@ -43,8 +44,8 @@ flags.DEFINE_list("strategies", ["auto"], "What to time: config.gan.strategy "
                   "':conv' for config.gan.conv (e.g. vmap:matmul); without "
                   "it, the config's conv.")
 flags.DEFINE_list("run", ["ceiling", "step", "input", "synthesis", "torch"],
-                  "What to run: ceiling, step, layers, input, kcurve, "
-                  "synthesis, torch.")
+                  "What to run: ceiling, step, layers, profile, input, "
+                  "kcurve, synthesis, torch.")
 flags.DEFINE_integer("steps", 2, "Train steps per timing.")
 flags.DEFINE_integer("repeats", 3, "Timings per number (the best is shown).")
 flags.DEFINE_integer("synth_images", 73000, "Images to synthesize in total.")
@@ -307,6 +308,16 @@ def time_conv_layers(config, repeats: int):
           f"{'matmul' if auto else 'lax'}{forward}", flush=True)
 
 
+def profile_step(config) -> dict[str, float]:
+  """Seconds of one K-GAN step per kind of op (step_profile.wall_shares)."""
+  data = random_data(config)
+  state = gan_train.create_state(config, jax.random.key(0))
+  step = jax.jit(gan_train.make_step(config))  # no donation: called twice
+  shares, _ = step_profile.profile_call(step, state.gans, data.images,
+                                        data.counts, state.step)
+  return shares
+
+
 def with_strategy(config, strategy: str, num_gans: int | None = None):
   """A copy of config with `strategy` ("vmap" or "vmap:matmul") and K."""
   config = config.copy_and_resolve_references()
@@ -354,6 +365,15 @@ def main(argv):
   if "layers" in run:
     print(f"Convolutions, forward + gradients of {k} GANs:")
     time_conv_layers(config, FLAGS.repeats)
+  if "profile" in run:
+    for s in FLAGS.strategies:
+      shares = profile_step(with_strategy(config, s))
+      total = sum(shares.values())
+      print(f"Where one step's time goes ({s}; per-op trace, ops running "
+            f"together share the time): {1e3 * total:.0f} ms")
+      for kind, sec in shares.items():
+        print(f"  {kind:14s} {1e3 * sec:8.0f} ms {100 * sec / total:4.0f}%",
+              flush=True)
   if "input" in run:
     rate = input_throughput(config, 50, FLAGS.repeats)
     vs = f" = {rate / step_rate:.0f}x the step's use" if step_rate else ""
