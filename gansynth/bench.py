@@ -149,7 +149,7 @@ def input_throughput(config, steps: int, repeats: int) -> float:
 
   many(data).block_until_ready()
   return steps * bs * data.counts.shape[0] / best_time(lambda: many(data),
-                                                         repeats)
+                                                       repeats)
 
 
 def synthesis_speed(config, total: int, repeats: int) -> float:
