@@ -3,6 +3,7 @@
   python -m gansynth.bench --config configs/bench_svhn.py
   python -m gansynth.bench --config configs/quickstart.py \
       --strategies=vmap:lax,vmap:matmul,conv_unroll:auto --run=step,kcurve
+  python -m gansynth.bench --config configs/bench_svhn.py --run=profile
 
 Data are random images of the config's shape (no data set is read), so only
 compute is measured. "model GFLOP/s" counts the model's own arithmetic (see
