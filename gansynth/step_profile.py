@@ -69,7 +69,9 @@ def op_kinds(hlo_text: str) -> dict[str, str]:
       return "convolution"
     return "data movement" if ops <= _MOVES else "element-wise"
 
-  return {name: kind(opcodes.get(called, set()) if called else {opcode})
+  # A fusion whose body was not parsed keeps its own opcode (element-wise),
+  # never an empty set, which would read as data movement.
+  return {name: kind(opcodes.get(called) or {opcode})
           for name, opcode, called in instructions
           if opcode not in _CONTAINERS}
 

@@ -32,6 +32,7 @@ ENTRY %main.9 (x: f32[4,4]) -> f32[4,4] {
   %copy_fusion = f32[4,4]{1,0} fusion(%ynn_fusion), kind=kLoop, calls=%fused_move
   %conv.7 = f32[1,4,4,1]{3,2,1,0} convolution(%x, %x), window={size=1x1}
   %loop = (s32[], f32[4,4]{1,0}) while(%t), condition=%c, body=%b
+  %orphan = f32[4,4]{1,0} fusion(%x), kind=kLoop, calls=%not_in_text
   ROOT %add_fusion = f32[4,4]{1,0} fusion(%copy_fusion), kind=kLoop, calls=%fused_add
 }
 """
@@ -45,6 +46,7 @@ def test_op_kinds_classify_fusions_by_what_they_compute():
   assert kinds["conv.7"] == "convolution"
   assert kinds["dot.1"] == "matmul"  # inside a fusion, still named
   assert "loop" not in kinds  # a container's event would hide its ops
+  assert kinds["orphan"] == "element-wise"  # body unknown: not "data movement"
 
 
 def _event(name, ts, dur):
