@@ -57,3 +57,23 @@ def test_study_architecture_layer_counts():
 def test_unknown_architecture_is_rejected():
   with pytest.raises(ValueError, match="choose one of"):
     models.make_gan(gan_config("resnet"), 32, 3)
+
+
+@pytest.mark.parametrize("size", [8, 7, 28])
+def test_max_pool_2x2_matches_flax_max_pool(size):
+  """Same values and (tie-free) gradients as nn.max_pool "SAME", odd sizes too."""
+  import flax.linen as nn
+  x = jax.random.normal(jax.random.key(0), (2, size, size, 3))
+  flax_pool = lambda x: nn.max_pool(x, (2, 2), (2, 2), padding="SAME")
+  np.testing.assert_array_equal(models.max_pool_2x2(x), flax_pool(x))
+  w = jax.random.normal(jax.random.key(1), flax_pool(x).shape)
+  grad = lambda pool: jax.grad(lambda x: jnp.sum(pool(x) * w))(x)
+  np.testing.assert_array_equal(grad(models.max_pool_2x2), grad(flax_pool))
+
+
+def test_max_pool_2x2_gradient_under_vmap_has_no_scatter():
+  """Why it exists: vmapped nn.max_pool gradients scatter (slow on XLA:CPU)."""
+  x = jnp.ones((3, 2, 8, 8, 4))
+  loss = lambda x: jnp.sum(models.max_pool_2x2(x) ** 2)
+  jaxpr = str(jax.make_jaxpr(jax.vmap(jax.grad(loss)))(x))
+  assert "scatter" not in jaxpr and "select_and" not in jaxpr
