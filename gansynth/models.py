@@ -56,9 +56,13 @@ class _GANModule(nn.Module):
   conv: str = "lax"
   dtype: Any = jnp.float32
 
-  def layer(self, cls, *args, **kwargs):
+  def layer(self, cls, *args, upsample: bool = False, **kwargs):
+    """cls(*args, **kwargs); with `upsample`, a 3x3 nn.Conv that convolves
+    its input upsampled 2x (nearest), computed as one transposed conv."""
     if cls is nn.Conv:
-      kwargs["conv_general_dilated"] = matmul_conv.conv_function(self.conv)
+      conv = matmul_conv.conv_function(self.conv)
+      kwargs["conv_general_dilated"] = (matmul_conv.upsampling(conv)
+                                        if upsample else conv)
     return cls(*args, dtype=self.dtype, **kwargs)
 
   def batch_norm(self, x, train: bool):
@@ -86,10 +90,9 @@ class StudyGenerator(_GANModule):
     x = nn.relu(self.batch_norm(x, train))
     features = (2 * self.width, self.width, self.channels)
     for i, f in enumerate(features):
-      if i < n_up:
-        x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
       last = i == len(features) - 1
-      x = self.layer(nn.Conv, f, (3, 3), use_bias=last)(x)
+      # Upsampling (nearest, 2x) is folded into the convolution after it.
+      x = self.layer(nn.Conv, f, (3, 3), use_bias=last, upsample=i < n_up)(x)
       if not last:
         x = nn.relu(self.batch_norm(x, train))
     return jnp.tanh(x).astype(jnp.float32)

@@ -77,3 +77,24 @@ def test_max_pool_2x2_gradient_under_vmap_has_no_scatter():
   loss = lambda x: jnp.sum(models.max_pool_2x2(x) ** 2)
   jaxpr = str(jax.make_jaxpr(jax.vmap(jax.grad(loss)))(x))
   assert "scatter" not in jaxpr and "select_and" not in jaxpr
+
+
+@pytest.mark.parametrize("size", [28, 32])
+def test_study_generator_upsamples_before_its_convs(size, monkeypatch):
+  """The folded upsampling gives the nets of upsample-then-conv layers."""
+  from jax import lax
+  from gansynth import matmul_conv
+  g, _ = models.make_gan(gan_config("study"), size, 1)
+  z = jax.random.normal(jax.random.key(0), (2, 100))
+  g_vars = g.init(jax.random.key(1), z, train=False)
+  fused = g.apply(g_vars, z, train=False)
+
+  def literal(conv_fn=None):
+    def conv(lhs, rhs, *args, **kwargs):
+      up = jnp.repeat(jnp.repeat(lhs, 2, axis=1), 2, axis=2)
+      return lax.conv_general_dilated(up, rhs, *args, **kwargs)
+    return conv
+  monkeypatch.setattr(matmul_conv, "upsampling", literal)
+  np.testing.assert_allclose(fused, g.apply(g_vars, z, train=False),
+                             atol=1e-5)
+  assert fused.shape == (2, size, size, 1)
