@@ -20,6 +20,7 @@ AMD EPYC CPU (jax 0.10.2), images/s of the K=10 train step, strategy:conv
 
   config                      vmap:lax  unroll:lax*  vmap:matmul  auto  torch
   bench_svhn (dcgan 32x32x3)        39            7          127   134    111
+  bench_svhn, study nets            31            -          131   154    147
   (* from an earlier run; auto = conv_unroll:auto)
 
 `auto` on CPU is `conv_unroll`: with conv="auto" the small-grid layers are
