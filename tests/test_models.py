@@ -1,11 +1,15 @@
-"""Model output shapes and value ranges at every supported resolution."""
+"""Model shapes and value ranges at every supported resolution, and the
+fast pooling and upsampling layers against their plain forms."""
 
+import flax.linen as nn
 import jax
+from jax import lax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from gansynth import config_schema
+from gansynth import matmul_conv
 from gansynth import models
 
 
@@ -62,7 +66,6 @@ def test_unknown_architecture_is_rejected():
 @pytest.mark.parametrize("size", [8, 7, 28])
 def test_max_pool_2x2_matches_flax_max_pool(size):
   """Same values and (tie-free) gradients as nn.max_pool "SAME", odd sizes too."""
-  import flax.linen as nn
   x = jax.random.normal(jax.random.key(0), (2, size, size, 3))
   flax_pool = lambda x: nn.max_pool(x, (2, 2), (2, 2), padding="SAME")
   np.testing.assert_array_equal(models.max_pool_2x2(x), flax_pool(x))
@@ -82,8 +85,6 @@ def test_max_pool_2x2_gradient_under_vmap_has_no_scatter():
 @pytest.mark.parametrize("size", [28, 32])
 def test_study_generator_upsamples_before_its_convs(size, monkeypatch):
   """The folded upsampling gives the nets of upsample-then-conv layers."""
-  from jax import lax
-  from gansynth import matmul_conv
   g, _ = models.make_gan(gan_config("study"), size, 1)
   z = jax.random.normal(jax.random.key(0), (2, 100))
   g_vars = g.init(jax.random.key(1), z, train=False)
