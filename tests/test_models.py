@@ -82,6 +82,46 @@ def test_max_pool_2x2_gradient_under_vmap_has_no_scatter():
   assert "scatter" not in jaxpr and "select_and" not in jaxpr
 
 
+@pytest.mark.parametrize("size", [8, 7])
+def test_max_pool_2x2_gradient_at_ties_is_autodiffs(size):
+  """The hand VJP gives what autodiff of the max gives: tied maxima share
+  the gradient equally (also under vmap, and for odd sizes' padding)."""
+  x = jax.random.randint(jax.random.key(0), (3, 2, size, size, 4), -2, 2
+                         ).astype(jnp.float32)  # many ties
+  def autodiff_pool(x):
+    n, h, w, c = x.shape
+    x = jnp.pad(x, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)),
+                constant_values=-jnp.inf)
+    return x.reshape(n, -1, 2, x.shape[2] // 2, 2, c).max(axis=(2, 4))
+  w = jax.random.normal(jax.random.key(1),
+                        jax.vmap(autodiff_pool)(x).shape)
+  def grad(pool):
+    return jax.grad(lambda x: jnp.sum(jax.vmap(pool)(x) * w))(x)
+  np.testing.assert_array_equal(jax.vmap(models.max_pool_2x2)(x),
+                                jax.vmap(autodiff_pool)(x))
+  np.testing.assert_allclose(grad(models.max_pool_2x2), grad(autodiff_pool),
+                             rtol=1e-6)
+  assert np.any(np.asarray(grad(autodiff_pool)) % 1 != 0)  # ties were shared
+
+
+def test_study_discriminator_pools_before_its_activation():
+  """Pooling then leaky ReLU is the study's conv -> leaky ReLU -> pool."""
+  _, d = models.make_gan(gan_config("study"), 32, 3)
+  x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
+  params = d.init(jax.random.key(1), x)["params"]
+  h = x
+  for i in range(3):
+    conv = params[f"Conv_{i}"]
+    h = lax.conv_general_dilated(h, conv["kernel"], (1, 1), "SAME",
+                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    h = nn.leaky_relu(h + conv["bias"], 0.2)
+    h = nn.max_pool(h, (2, 2), (2, 2), padding="SAME")
+  dense = params["Dense_0"]
+  literal = (h.reshape(2, -1) @ dense["kernel"] + dense["bias"])[:, 0]
+  np.testing.assert_allclose(d.apply({"params": params}, x), literal,
+                             rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("size", [28, 32])
 def test_study_generator_upsamples_before_its_convs(size, monkeypatch):
   """The folded upsampling gives the nets of upsample-then-conv layers."""
