@@ -349,7 +349,7 @@ def main(argv):
         f"{config.data.image_size}x{config.data.channels}, widths "
         f"{config.gan.g_width}/{config.gan.d_width}, batch "
         f"{config.gan.batch_size}/GAN, K={k}; auto -> "
-        f"{gan_axis.resolve('auto')}", flush=True)
+        f"{gan_axis.resolve('auto', gan_train.step_work(config))}", flush=True)
   ceiling = None
   if "ceiling" in run:
     ceiling = matmul_ceiling()

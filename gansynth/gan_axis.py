@@ -12,19 +12,29 @@ round-off:
     one ungrouped convolution per GAN (`vmap_except_convs` re-evaluates the
     jaxpr of one GAN's step with the K axis added, so the models stay plain
     flax modules).
-  * `auto`: `AUTO[jax.default_backend()]`, else `vmap`.
+  * `auto`: by backend and by how much work one GAN's step is (`resolve`):
+    `AUTO_LARGE[backend]` from its work threshold up, else
+    `AUTO[backend]`, else `vmap`.
 
-`python -m gansynth.bench --config configs/bench_svhn.py` on the idle 2-core
-AMD EPYC CPU (jax 0.10.2), images/s of the K=10 train step, strategy:conv
-(the README has the full table):
+`python -m gansynth.bench --config C --strategies=unroll:auto,auto --run=step`
+on the idle 2-core AMD EPYC CPU (jax 0.10.2), images/s of the K=10 train
+step (work = batch * image pixels * width**2 of one GAN, `step_work`):
 
-  config                      vmap:lax  unroll:lax*  vmap:matmul  auto  torch
-  bench_svhn (dcgan 32x32x3)        39            7          127   134    111
-  bench_svhn, study nets            31            -          131   154    147
-  (* from an earlier run; auto = conv_unroll:auto)
+  config                          work  unroll:auto  conv_unroll:auto  torch
+  quickstart (study 8x8, w16)     0.5M       13,346            15,788  3,911
+  quickstart at 16x16             2.1M        4,141             4,449
+  mnist, widths 32, batch 32       26M        1,598             1,376
+  mnist (dcgan 28x28, w64)        205M          533               492
+  bench_svhn (dcgan 32x32x3)      268M          152               144    111
+  bench_svhn, study nets          268M          184               159    147
+  (vmap:lax on bench_svhn: 39 dcgan, 29-31 study; unroll:lax 7 dcgan)
 
-`auto` on CPU is `conv_unroll`: with conv="auto" the small-grid layers are
-batched matmuls and the few large-grid ones per-GAN XLA convolutions.
+So on CPU `auto` unrolls a GAN whose step alone keeps both cores busy (no
+stacking of per-GAN results, no batched small ops) and keeps `conv_unroll`
+for small ones, whose many small ops gain from being batched. Unrolling
+compiles K times the ops: 21-49 s against 6-9 s above, repaid within a few
+hundred steps of the larger nets. With conv="auto" the small-grid layers
+are matmuls and the large-grid ones XLA's convolutions, per GAN.
 """
 
 from __future__ import annotations
@@ -38,14 +48,24 @@ import jax.numpy as jnp
 
 STRATEGIES = ("auto", "vmap", "unroll", "conv_unroll")
 AUTO = {"cpu": "conv_unroll"}
+# (strategy, work from which it is used): see the module docstring.
+AUTO_LARGE = {"cpu": ("unroll", 8e6)}
 # Primitives whose body is inlined so the convolutions inside are seen.
 _INLINED = ("jit", "pjit", "closed_call", "custom_jvp_call", "custom_vjp_call")
 
 
-def resolve(strategy: str) -> str:
-  """The concrete strategy `strategy` stands for on this backend."""
+def step_work(batch_size: int, image_size: int, width: int) -> float:
+  """batch * pixels * width**2: a proxy for the FLOPs of one GAN's step."""
+  return float(batch_size) * image_size ** 2 * width ** 2
+
+
+def resolve(strategy: str, work: float = 0.0) -> str:
+  """The concrete strategy `strategy` stands for on this backend, for a GAN
+  whose step is `work` (`step_work`)."""
   if strategy == "auto":
-    return AUTO.get(jax.default_backend(), "vmap")
+    backend = jax.default_backend()
+    large, threshold = AUTO_LARGE.get(backend, (None, float("inf")))
+    return large if work >= threshold else AUTO.get(backend, "vmap")
   if strategy not in STRATEGIES:
     raise ValueError(f"config.gan.strategy={strategy!r}; choose one of "
                      f"{STRATEGIES}")
@@ -53,13 +73,14 @@ def resolve(strategy: str) -> str:
 
 
 def map_over_gans(fn: Callable, strategy: str,
-                  in_batched: Sequence[bool] = (True, True, True, False)
-                  ) -> Callable:
+                  in_batched: Sequence[bool] = (True, True, True, False),
+                  work: float = 0.0) -> Callable:
   """Lifts fn to the stacked K-GAN axis (axis 0 of the `in_batched` args).
 
-  The default `in_batched` fits the step fn(gan, images, count, step).
+  The default `in_batched` fits the step fn(gan, images, count, step);
+  `work` (`step_work` of one GAN's call) decides what `auto` is.
   """
-  strategy = resolve(strategy)
+  strategy = resolve(strategy, work)
   if strategy == "vmap":
     return jax.vmap(fn, in_axes=tuple(0 if b else None for b in in_batched))
   if strategy == "unroll":

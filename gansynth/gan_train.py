@@ -185,7 +185,15 @@ def make_step(config) -> Callable:
       tx=optimizer(config.gan), loss=config.gan.loss,
       batch_size=config.gan.batch_size, latent_dim=config.gan.latent_dim,
       reuse_fake=config.gan.reuse_fake)
-  return gan_axis.map_over_gans(step, config.gan.strategy)
+  return gan_axis.map_over_gans(step, config.gan.strategy,
+                                work=step_work(config))
+
+
+def step_work(config, batch_size: int | None = None) -> float:
+  """gan_axis.step_work of one GAN of `config` (its train batch by default)."""
+  g = config.gan
+  return gan_axis.step_work(batch_size or g.batch_size, config.data.image_size,
+                            max(g.g_width, g.d_width))
 
 
 def make_train_chunk(config) -> Callable:

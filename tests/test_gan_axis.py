@@ -1,6 +1,7 @@
 """The K-GAN mapping strategies give vmap's numbers; the chunk compiles once."""
 
 import functools
+import importlib
 
 import chex
 import flax.linen as nn
@@ -88,6 +89,22 @@ def test_auto_resolves_per_backend():
       jax.default_backend(), "vmap")
   with pytest.raises(ValueError, match="strategy"):
     gan_axis.resolve("pmap")
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the CPU rule")
+def test_auto_on_cpu_unrolls_large_gans_only():
+  """The measured split (module docstring): the 8x8 quickstart nets stay
+  conv_unroll, the 28x28 and 32x32 ones are unrolled."""
+  def resolved(name, **overrides):
+    config = importlib.import_module(f"configs.{name}").get_config()
+    for key, value in overrides.items():
+      config.gan[key] = value
+    return gan_axis.resolve("auto", gan_train.step_work(config))
+  assert resolved("quickstart") == "conv_unroll"
+  assert resolved("mnist") == "unroll"
+  assert resolved("mnist", g_width=32, d_width=32, batch_size=32) == "unroll"
+  assert resolved("svhn") == "unroll"
+  assert gan_axis.resolve("vmap", 1e12) == "vmap"
 
 
 def test_chunk_compiles_once_across_lengths():
