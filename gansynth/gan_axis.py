@@ -16,23 +16,25 @@ round-off:
     `AUTO_LARGE[backend]` from its work threshold up, else
     `AUTO[backend]`, else `vmap`.
 
-`python -m gansynth.bench --config C --strategies=unroll:auto,auto --run=step`
+`python -m gansynth.bench --config C --strategies=unroll:auto,conv_unroll:auto
+--run=step` (and torch where shown)
 on the idle 2-core AMD EPYC CPU (jax 0.10.2), images/s of the K=10 train
 step (work = batch * image pixels * width**2 of one GAN, `step_work`):
 
   config                          work  unroll:auto  conv_unroll:auto  torch
-  quickstart (study 8x8, w16)     0.5M       13,346            15,788  3,911
+  quickstart (study 8x8, w16)     0.5M       13,346            15,788
   quickstart at 16x16             2.1M        4,141             4,449
   mnist, widths 32, batch 32       26M        1,598             1,376
   mnist (dcgan 28x28, w64)        205M          533               492
-  bench_svhn (dcgan 32x32x3)      268M          152               144    111
-  bench_svhn, study nets          268M          184               159    147
-  (vmap:lax on bench_svhn: 39 dcgan, 29-31 study; unroll:lax 7 dcgan)
+  bench_svhn (dcgan 32x32x3)      268M          151               148    159
+  bench_svhn, study nets          268M          188               165    145
+  (each row one run; bench_svhn rows are the README's tables, where vmap:lax
+  ran 40 dcgan / 30 study; unroll:lax ran 7 dcgan in an earlier run)
 
 So on CPU `auto` unrolls a GAN whose step alone keeps both cores busy (no
 stacking of per-GAN results, no batched small ops) and keeps `conv_unroll`
 for small ones, whose many small ops gain from being batched. Unrolling
-compiles K times the ops: 21-49 s against 6-9 s above, repaid within a few
+compiles K times the ops: 21-51 s against 6-10 s above, repaid within a few
 hundred steps of the larger nets. With conv="auto" the small-grid layers
 are matmuls and the large-grid ones XLA's convolutions, per GAN.
 """

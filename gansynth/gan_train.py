@@ -211,7 +211,9 @@ def make_train_chunk(config) -> Callable:
 def make_sampler(config) -> Callable:
   """(GAN stacked, z [K, n, latent]) -> images [K, n, H, W, C] in [-1, 1].
 
-  Uses the generators' running batch statistics (inference mode).
+  Uses the generators' running batch statistics (inference mode). `auto`
+  maps the K generators as for small work (no `work` given): synthesis was
+  measured with `conv_unroll` only.
   """
   generator, _ = models.make_gan(config.gan, config.data.image_size,
                                  config.data.channels)

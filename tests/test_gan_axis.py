@@ -72,7 +72,7 @@ def test_conv_unrolled_matches_vmap(layer):
 @pytest.mark.parametrize("architecture", ["study", "dcgan"])
 @pytest.mark.parametrize("strategy,conv", [
     ("unroll", "lax"), ("conv_unroll", "lax"), ("vmap", "matmul"),
-    ("conv_unroll", "auto")])
+    ("conv_unroll", "auto"), ("unroll", "auto")])
 def test_strategies_match_vmap(architecture, strategy, conv):
   """Three train steps of every strategy (and conv), vs vmap with lax convs.
 
