@@ -189,10 +189,10 @@ def make_step(config) -> Callable:
                                 work=step_work(config))
 
 
-def step_work(config, batch_size: int | None = None) -> float:
-  """gan_axis.step_work of one GAN of `config` (its train batch by default)."""
+def step_work(config) -> float:
+  """gan_axis.step_work of one GAN's train step under `config`."""
   g = config.gan
-  return gan_axis.step_work(batch_size or g.batch_size, config.data.image_size,
+  return gan_axis.step_work(g.batch_size, config.data.image_size,
                             max(g.g_width, g.d_width))
 
 
