@@ -392,7 +392,8 @@ def main(argv):
   if "synthesis" in run:
     rate = synthesis_speed(config, FLAGS.synth_images, FLAGS.repeats)
     print(f"synthesis of {FLAGS.synth_images} images: {rate:.0f} img/s "
-          f"({FLAGS.synth_images / rate:.1f}s)", flush=True)
+          f"({FLAGS.synth_images / rate:.1f}s, "
+          f"{gan_axis.resolve(config.gan.strategy)})", flush=True)
   if "torch" in run:
     try:
       import torch  # pylint: disable=g-import-not-at-top

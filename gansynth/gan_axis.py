@@ -19,7 +19,8 @@ round-off:
 `python -m gansynth.bench --config C --strategies=unroll:auto,conv_unroll:auto
 --run=step` (and torch where shown)
 on the idle 2-core AMD EPYC CPU (jax 0.10.2), images/s of the K=10 train
-step (work = batch * image pixels * width**2 of one GAN, `step_work`):
+step (work = batch * image pixels * width**2 of one GAN,
+`gan_train.step_work`):
 
   config                          work  unroll:auto  conv_unroll:auto  torch
   quickstart (study 8x8, w16)     0.5M       13,346            15,788
@@ -31,9 +32,12 @@ step (work = batch * image pixels * width**2 of one GAN, `step_work`):
   (each row one run; bench_svhn rows are the README's tables, where vmap:lax
   ran 40 dcgan / 30 study; unroll:lax ran 7 dcgan in an earlier run)
 
-So on CPU `auto` unrolls a GAN whose step alone keeps both cores busy (no
-stacking of per-GAN results, no batched small ops) and keeps `conv_unroll`
-for small ones, whose many small ops gain from being batched. Unrolling
+So on CPU `auto` unrolls GANs whose step is large and keeps `conv_unroll`
+for small ones, whose many small ops gain from being batched. Why unrolling
+wins on the large ones (measured on the study nets): an isolated XLA:CPU
+convolution of 16x16x64 -> 128 ran on about one core (105 GFLOP/s of a
+~200 ceiling), the ten GANs' independent ones unrolled reached 209, and
+the unrolled step has no stacks of per-GAN conv results. Unrolling
 compiles K times the ops: 21-51 s against 6-10 s above, repaid within a few
 hundred steps of the larger nets. With conv="auto" the small-grid layers
 are matmuls and the large-grid ones XLA's convolutions, per GAN.
@@ -56,14 +60,9 @@ AUTO_LARGE = {"cpu": ("unroll", 8e6)}
 _INLINED = ("jit", "pjit", "closed_call", "custom_jvp_call", "custom_vjp_call")
 
 
-def step_work(batch_size: int, image_size: int, width: int) -> float:
-  """batch * pixels * width**2: a proxy for the FLOPs of one GAN's step."""
-  return float(batch_size) * image_size ** 2 * width ** 2
-
-
 def resolve(strategy: str, work: float = 0.0) -> str:
   """The concrete strategy `strategy` stands for on this backend, for a GAN
-  whose step is `work` (`step_work`)."""
+  whose step is `work` (`gan_train.step_work`)."""
   if strategy == "auto":
     backend = jax.default_backend()
     large, threshold = AUTO_LARGE.get(backend, (None, float("inf")))
@@ -80,7 +79,7 @@ def map_over_gans(fn: Callable, strategy: str,
   """Lifts fn to the stacked K-GAN axis (axis 0 of the `in_batched` args).
 
   The default `in_batched` fits the step fn(gan, images, count, step);
-  `work` (`step_work` of one GAN's call) decides what `auto` is.
+  `work` (`gan_train.step_work` of one GAN's call) decides what `auto` is.
   """
   strategy = resolve(strategy, work)
   if strategy == "vmap":

@@ -190,10 +190,11 @@ def make_step(config) -> Callable:
 
 
 def step_work(config) -> float:
-  """gan_axis.step_work of one GAN's train step under `config`."""
+  """batch * pixels * width**2 of one GAN: a proxy for its train step's
+  FLOPs, by which gan_axis.resolve picks what `auto` is."""
   g = config.gan
-  return gan_axis.step_work(g.batch_size, config.data.image_size,
-                            max(g.g_width, g.d_width))
+  return (float(g.batch_size) * config.data.image_size ** 2
+          * max(g.g_width, g.d_width) ** 2)
 
 
 def make_train_chunk(config) -> Callable:

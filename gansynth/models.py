@@ -36,8 +36,7 @@ def max_pool_2x2(x: jnp.ndarray) -> jnp.ndarray:
   gradients of the same function. The gradient is jnp's own, computed in
   two passes by `_max_2x2` (see there).
   """
-  n, h, w, c = x.shape
-  pad_h, pad_w = h % 2, w % 2  # "SAME" pads odd sizes at the end
+  pad_h, pad_w = x.shape[1] % 2, x.shape[2] % 2  # "SAME" pads at the end
   if pad_h or pad_w:
     x = jnp.pad(x, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)),
                 constant_values=-jnp.inf)
