@@ -103,23 +103,26 @@ def model_flops(config) -> float:
 
 def time_step(config, steps: int, repeats: int,
               flops: float) -> dict[str, float]:
-  """Images/s, compile time, FLOP/s and memory of the jitted K-GAN chunk;
-  `flops` is model_flops of the config (the same for every strategy)."""
+  """Images/s, compile time, FLOP/s and memory of the jitted K-GAN step as
+  the train chunk runs it, in the layout it carries (its change of layout,
+  once per chunk, is not timed); `flops` is model_flops of the config (the
+  same for every strategy)."""
   data = random_data(config)
   state = gan_train.create_state(config, jax.random.key(0))
   chunk = gan_train.make_train_chunk(config)
+  carried = chunk.enter(state)  # the layout the steps carry (once per chunk)
   t = time.perf_counter()
-  compiled = chunk.step.lower(state, data).compile()
+  compiled = chunk.step.lower(carried, data).compile()
   compile_s = time.perf_counter() - t
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, list) else cost  # one dict per device
   mem = compiled.memory_analysis()
-  state, _ = chunk(state, data, 1)  # warm-up
-  holder = [state]
+  holder = list(chunk.step(carried, data))  # warm-up
 
   def run():
-    holder[0], metrics = chunk(holder[0], data, steps)
-    return metrics
+    for _ in range(steps):
+      holder[:] = chunk.step(holder[0], data)
+    return holder[1]
 
   sec = best_time(run, repeats) / steps
   images = config.gan.batch_size * gan_train.num_gans(config)
@@ -313,9 +316,11 @@ def profile_step(config) -> dict[str, float]:
   """Seconds of one K-GAN step per kind of op (step_profile.wall_shares)."""
   data = random_data(config)
   state = gan_train.create_state(config, jax.random.key(0))
-  step = jax.jit(gan_train.make_step(config))  # no donation: called twice
-  shares, _ = step_profile.profile_call(step, state.gans, data.images,
-                                        data.counts, state.step)
+  apart = gan_train.holds_apart(config)
+  step = jax.jit(gan_train.make_step(config, apart))  # no donation: run twice
+  gans = gan_axis.split(state.gans) if apart else state.gans
+  shares, _ = step_profile.profile_call(step, gans, data.images, data.counts,
+                                        state.step)
   return shares
 
 

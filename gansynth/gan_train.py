@@ -176,8 +176,12 @@ def gan_step(gan: GAN, images: jax.Array, count: jax.Array, step: jax.Array,
   return new, metrics
 
 
-def make_step(config) -> Callable:
-  """The pure K-GAN step: (GAN stacked, images, counts, step) -> (GAN, metrics)."""
+def make_step(config, apart: bool = False) -> Callable:
+  """The pure K-GAN step: (GAN, images, counts, step) -> (GAN, metrics).
+
+  The GANs come and go stacked, or with `apart` (only where `holds_apart`)
+  as a tuple of K per-GAN states (gan_axis.map_over_gans).
+  """
   generator, discriminator = models.make_gan(
       config.gan, config.data.image_size, config.data.channels)
   step = functools.partial(
@@ -186,7 +190,12 @@ def make_step(config) -> Callable:
       batch_size=config.gan.batch_size, latent_dim=config.gan.latent_dim,
       reuse_fake=config.gan.reuse_fake)
   return gan_axis.map_over_gans(step, config.gan.strategy,
-                                work=step_work(config))
+                                work=step_work(config), apart=apart)
+
+
+def holds_apart(config) -> bool:
+  """Whether the train chunk carries the K GANs as K separate states."""
+  return gan_axis.holds_apart(config.gan.strategy, step_work(config))
 
 
 def step_work(config) -> float:
@@ -198,15 +207,24 @@ def step_work(config) -> float:
 
 
 def make_train_chunk(config) -> Callable:
-  """(state, data, num_steps) -> (state, mean metrics [K]); see train_loop."""
-  k_step = make_step(config)
+  """(state, data, num_steps) -> (state, mean metrics [K]); see train_loop.
+
+  The state comes and goes stacked; where `holds_apart`, the chunk's steps
+  carry its GANs apart (split on entry, joined on exit).
+  """
+  apart = holds_apart(config)
+  k_step = make_step(config, apart)
 
   def one_step(state: GANState, data: input_pipeline.ClassData):
     gans, metrics = k_step(state.gans, data.images, data.counts, state.step)
     return GANState(step=state.step + 1, gans=gans), metrics
 
   k = num_gans(config)
-  return train_loop.repeat_step(one_step, {n: (k,) for n in METRICS})
+  layout = lambda f: lambda state: state.replace(gans=f(state.gans))
+  return train_loop.repeat_step(
+      one_step, {n: (k,) for n in METRICS},
+      enter=layout(gan_axis.split) if apart else None,
+      leave=layout(gan_axis.join) if apart else None)
 
 
 def make_sampler(config) -> Callable:

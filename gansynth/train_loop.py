@@ -8,8 +8,9 @@ import jax
 import jax.numpy as jnp
 
 
-def repeat_step(step_fn: Callable, metric_shapes: dict[str, tuple[int, ...]]
-                ) -> Callable:
+def repeat_step(step_fn: Callable, metric_shapes: dict[str, tuple[int, ...]],
+                enter: Callable | None = None,
+                leave: Callable | None = None) -> Callable:
   """Lifts step_fn(state, *args) -> (state, metrics) to a chunk of steps.
 
   The returned fn(state, *args, num_steps) jit-compiles the step once (state
@@ -18,22 +19,36 @@ def repeat_step(step_fn: Callable, metric_shapes: dict[str, tuple[int, ...]]
   is checked between steps, so a signal ends a long chunk early. Dispatch is
   asynchronous, so the host loop overlaps device work. (A `lax.fori_loop`
   over the step was measured 2-20x slower on XLA:CPU: convolutions inside a
-  while-loop body lose their fast path.)
+  while-loop body lose their fast path.) `enter`/`leave` convert the state
+  to and from the layout step_fn carries, once per chunk (e.g. K GANs held
+  apart, gan_axis.split/join); the state returned keeps the shardings of
+  the one given.
   """
   step = jax.jit(step_fn, donate_argnums=0)
   add = jax.jit(lambda a, b: jax.tree.map(jnp.add, a, b), donate_argnums=0)
+  # Not donated: the layouts' buffers differ in shape, so none could be reused.
+  enter = jax.jit(enter) if enter else (lambda state: state)
+  leave = leave and jax.jit(leave)
 
   def chunk(state: Any, *args_and_num_steps, stop=lambda: False):
     *args, num_steps = args_and_num_steps
+    shardings = [x.sharding for x in jax.tree.leaves(state)] if leave else None
+    state = enter(state)
     sums = {n: jnp.zeros(s) for n, s in metric_shapes.items()}
     done = 0
     while done < int(num_steps) and not (done and stop()):
       state, metrics = step(state, *args)
       sums = add(sums, metrics)
       done += 1
+    if leave:
+      state = leave(state)
+      if [x.sharding for x in jax.tree.leaves(state)] != shardings:
+        state = jax.tree.unflatten(jax.tree.structure(state), jax.device_put(
+            jax.tree.leaves(state), shardings))
     return state, jax.tree.map(lambda s: s / done, sums)
 
   chunk.step = step  # the compiled step, e.g. to count compilations
+  chunk.enter = enter  # the state as `step` carries it
   return chunk
 
 

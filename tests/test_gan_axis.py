@@ -107,8 +107,9 @@ def test_auto_on_cpu_unrolls_large_gans_only():
   assert gan_axis.resolve("vmap", 1e12) == "vmap"
 
 
-def test_chunk_compiles_once_across_lengths():
-  config = tiny_config("study", "auto")
+@pytest.mark.parametrize("strategy", ["auto", "unroll"])
+def test_chunk_compiles_once_across_lengths(strategy):
+  config = tiny_config("study", strategy)
   chunk = gan_train.make_train_chunk(config)
   state = gan_train.create_state(config, jax.random.key(0))
   data = tiny_data(config)
@@ -117,6 +118,22 @@ def test_chunk_compiles_once_across_lengths():
   assert chunk.step._cache_size() == 1  # pylint: disable=protected-access
   assert int(state.step) == 6
   assert metrics["d_loss"].shape == (K,)
+  # The chunk hands back the stacked layout whatever its steps carry.
+  chex.assert_trees_all_equal_shapes(
+      state, gan_train.create_state(config, jax.random.key(0)))
+
+
+def test_unroll_carries_the_gans_apart():
+  """Under unroll the steps carry K separate GAN states (no [K, ...] stacks
+  of parameters to slice and rebuild each step); split/join round-trip."""
+  config = tiny_config("dcgan", "unroll")
+  state = gan_train.create_state(config, jax.random.key(0))
+  carried = gan_train.make_train_chunk(config).enter(state)
+  assert isinstance(carried.gans, tuple) and len(carried.gans) == K
+  chex.assert_trees_all_equal(gan_axis.join(carried.gans), state.gans)
+  assert not gan_train.holds_apart(tiny_config("dcgan", "conv_unroll"))
+  with pytest.raises(ValueError, match="stacked"):
+    gan_axis.map_over_gans(lambda *a: a, "vmap", apart=True)
 
 
 def test_sampler_matches_vmap():
