@@ -396,9 +396,10 @@ def main(argv):
             f"  = {r['step_ms'] / (kk * one):.2f} x K x one GAN", flush=True)
   if "synthesis" in run:
     rate = synthesis_speed(config, FLAGS.synth_images, FLAGS.repeats)
+    mapping = gan_axis.resolve(config.gan.strategy,
+                               gan_train.step_work(config))
     print(f"synthesis of {FLAGS.synth_images} images: {rate:.0f} img/s "
-          f"({FLAGS.synth_images / rate:.1f}s, "
-          f"{gan_axis.resolve(config.gan.strategy)})", flush=True)
+          f"({FLAGS.synth_images / rate:.1f}s, {mapping})", flush=True)
   if "torch" in run:
     try:
       import torch  # pylint: disable=g-import-not-at-top

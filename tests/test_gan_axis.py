@@ -136,11 +136,12 @@ def test_unroll_carries_the_gans_apart():
     gan_axis.map_over_gans(lambda *a: a, "vmap", apart=True)
 
 
-def test_sampler_matches_vmap():
+@pytest.mark.parametrize("strategy", ["conv_unroll", "unroll"])
+def test_sampler_matches_vmap(strategy):
   config = tiny_config("dcgan", "vmap")
   gans = gan_train.create_state(config, jax.random.key(0)).gans
   z = gan_train.fixed_noise(config, 5)
   want = gan_train.make_sampler(config)(gans, z)
-  config.gan.strategy, config.gan.conv = "conv_unroll", "matmul"
+  config.gan.strategy, config.gan.conv = strategy, "matmul"
   chex.assert_trees_all_close(gan_train.make_sampler(config)(gans, z), want,
                               atol=1e-5)
