@@ -7,7 +7,9 @@ round-off:
     26568, 15339, 13800). Convolutions computed as matmuls
     (`config.gan.conv`, matmul_conv.py) become batched matmuls instead.
   * `unroll`: the K steps traced one after the other inside the same jit.
-    K times the ops (and compile time), but ungrouped convolutions.
+    K times the ops (and compile time), but ungrouped convolutions. The
+    train chunk carries the K states apart (`holds_apart`, `split`/`join`
+    once per chunk), so each step updates K sets of buffers in place.
   * `conv_unroll`: vmap for everything except the convolutions, which run
     one ungrouped convolution per GAN (`vmap_except_convs` re-evaluates the
     jaxpr of one GAN's step with the K axis added, so the models stay plain
@@ -20,17 +22,19 @@ round-off:
 --run=step` (and torch where shown)
 on the idle 2-core AMD EPYC CPU (jax 0.10.2), images/s of the K=10 train
 step (work = batch * image pixels * width**2 of one GAN,
-`gan_train.step_work`):
+`gan_train.step_work`), with `unroll` carrying the GANs apart:
 
   config                          work  unroll:auto  conv_unroll:auto  torch
-  quickstart (study 8x8, w16)     0.5M       13,346            15,788
-  quickstart at 16x16             2.1M        4,141             4,449
-  mnist, widths 32, batch 32       26M        1,598             1,376
-  mnist (dcgan 28x28, w64)        205M          533               492
-  bench_svhn (dcgan 32x32x3)      268M          151               148    159
-  bench_svhn, study nets          268M          188               165    145
-  (each row one run; bench_svhn rows are the README's tables, where vmap:lax
-  ran 40 dcgan / 30 study; unroll:lax ran 7 dcgan in an earlier run)
+  quickstart (study 8x8, w16)     0.5M       13,165            14,812
+  quickstart at 16x16             2.1M  3,668/4,968       4,564/4,271
+  mnist, widths 32, batch 32       26M        1,546             1,371
+  mnist (dcgan 28x28, w64)        205M      559/544           499/483
+  bench_svhn (dcgan 32x32x3)      268M          163               148    161
+  bench_svhn, study nets          268M          183               158    148
+  (a/b: two runs the same hour; bench_svhn rows are the README's tables,
+  where vmap:lax ran 42 dcgan / 31 study; unroll:lax ran 7 dcgan in an
+  earlier run. The small nets' steps (21-90 ms) move 20% between runs, so
+  at 16x16 the two are a toss-up.)
 
 So on CPU `auto` unrolls GANs whose step is large and keeps `conv_unroll`
 for small ones, whose many small ops gain from being batched. Why unrolling
@@ -38,7 +42,7 @@ wins on the large ones (measured on the study nets): an isolated XLA:CPU
 convolution of 16x16x64 -> 128 ran on about one core (105 GFLOP/s of a
 ~200 ceiling), the ten GANs' independent ones unrolled reached 209, and
 the unrolled step has no stacks of per-GAN conv results. Unrolling
-compiles K times the ops: 21-51 s against 6-10 s above, repaid within a few
+compiles K times the ops: 11-25 s against 5-10 s above, repaid within a few
 hundred steps of the larger nets. With conv="auto" the small-grid layers
 are matmuls and the large-grid ones XLA's convolutions, per GAN.
 """
