@@ -13,14 +13,15 @@ def test_bench_prints_step_kcurve_input_and_synthesis():
   cmd = [sys.executable, "-m", "gansynth.bench",
          "--config", "configs/quickstart.py", "--config.gan.g_width=4",
          "--config.gan.d_width=4", "--config.gan.latent_dim=8",
-         "--config.gan.batch_size=4", "--strategies=auto,vmap:matmul",
+         "--config.gan.batch_size=4",
+         "--strategies=auto,unroll:auto,vmap:matmul",
          "--run=step,layers,profile,input,kcurve,synthesis,torch", "--steps=1",
          "--repeats=1", "--synth_images=40"]
   out = subprocess.run(cmd, capture_output=True, text=True, check=True,
                        cwd=os.path.dirname(os.path.dirname(__file__)),
                        env={**os.environ, "JAX_PLATFORMS": "cpu"}).stdout
   assert "auto -> conv_unroll" in out
-  for name in ("auto", "vmap:matmul"):
+  for name in ("auto", "unroll:auto", "vmap:matmul"):
     assert re.search(rf"^  {re.escape(name)} +\d+ img/s .* model +[\d.]+ "
                      r"GFLOP/s .* executed", out, re.M), out
   for k in (1, 2, 5, 10):
@@ -28,12 +29,12 @@ def test_bench_prints_step_kcurve_input_and_synthesis():
   assert re.search(r"^  D 8x8x1 \* 3x3x1x4 stride 1 dilation 1: lax per GAN "
                    r"+[\d.]+ ms, matmul vmapped +[\d.]+ ms; auto picks lax",
                    out, re.M), out
-  for name in ("auto", "vmap:matmul"):
+  for name in ("auto", "unroll:auto", "vmap:matmul"):
     assert re.search(rf"^Where one step's time goes \({re.escape(name)};.*: "
                      r"\d+ ms$", out, re.M), out
   for kind in ("matmul", "convolution", "data movement", "element-wise",
                "untraced"):
-    assert len(re.findall(rf"^  {kind} +\d+ ms +\d+%$", out, re.M)) == 2, out
+    assert len(re.findall(rf"^  {kind} +\d+ ms +\d+%$", out, re.M)) == 3, out
   assert re.search(r"input pipeline alone: \d+ img/s = \d+x", out), out
   assert re.search(r"synthesis of 40 images: \d+ img/s", out), out
   assert "PyTorch reference" in out or "torch reference skipped" in out
