@@ -11,7 +11,7 @@ imported MNIST training split; with the official test split available, add
 --config.data.test_split=test.
 
 Expected: the README's short CPU run of this config (widths 32, batch 32,
-1,000 GAN steps, 500 images per digit) gave real 97.3%, GAN 94.2%,
+1,000 GAN steps, 500 images per digit) gave real 97.3%, GAN 94.1%,
 procedural 78.7% in 6 minutes on 2 CPU cores.
 
 Offline import of the original IDX files (see README, "Real data"):
