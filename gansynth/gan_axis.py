@@ -33,8 +33,8 @@ step (work = batch * image pixels * width**2 of one GAN,
   bench_svhn, study nets          268M          183               158    148
   (a/b: two runs the same hour; bench_svhn rows are the README's tables,
   where vmap:lax ran 42 dcgan / 31 study; unroll:lax ran 7 dcgan in an
-  earlier run. The small nets' steps (21-90 ms) move 20% between runs, so
-  at 16x16 the two are a toss-up.)
+  earlier run. The small nets' steps (21-90 ms) moved up to 35% between
+  runs, so at 16x16 the two are a toss-up.)
 
 So on CPU `auto` unrolls GANs whose step is large and keeps `conv_unroll`
 for small ones, whose many small ops gain from being batched. Why unrolling

@@ -36,7 +36,7 @@ SCRIPT = textwrap.dedent("""
                         axis_types=(jax.sharding.AxisType.Auto,) * 2)
     # vmap: the fastest compile; unroll: the chunk carries the GANs apart.
     for strategy in ("vmap", "unroll"):
-      config.gan.strategy, config.mesh.gan = strategy, 0
+      config.gan.strategy = strategy
       want, _ = run(one)
       for gan in (4, 2):
         config.mesh.gan = gan
