@@ -61,7 +61,15 @@ def default_config() -> ml_collections.ConfigDict:
   # Devices (gansynth/parallel.py): the GAN axis is sharded over them.
   config.mesh = ml_collections.ConfigDict()
   config.mesh.gan = 0  # devices along the GAN axis; 0: the most dividing K
-  config.mesh.distributed = False  # multi-host: jax.distributed.initialize()
+  # Several hosts (processes) training the GANs together: each runs the same
+  # command with distributed=True (stage train_gan only; see parallel.py).
+  # jax.distributed.initialize finds a TPU pod slice, SLURM or Open MPI job
+  # itself; elsewhere give process 0's "host:port", the number of processes
+  # and this process's id.
+  config.mesh.distributed = False
+  config.mesh.coordinator_address = ""
+  config.mesh.num_processes = 0
+  config.mesh.process_id = -1
 
   config.synthesis = ml_collections.ConfigDict()
   config.synthesis.num_per_class = 7300  # the study's number per digit
@@ -143,6 +151,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
   one_of("gan.conv", matmul_conv.CONVS)
   one_of("gan.dtype", models.DTYPES)
   need(config.mesh.gan >= 0, "mesh.gan", "0 (automatic) or a divisor of K")
+  if config.mesh.distributed:
+    need(stages == ["train_gan"], "stages",
+         "only train_gan runs on several hosts (mesh.distributed=True): run "
+         "--config.stages=train_gan on every host, then the other stages on "
+         "one host without --config.mesh.distributed")
+  explicit = (config.mesh.coordinator_address, config.mesh.num_processes > 0,
+              config.mesh.process_id >= 0)
+  need(all(explicit) or not any(explicit), "mesh.coordinator_address",
+       "give mesh.coordinator_address, mesh.num_processes and "
+       "mesh.process_id together (or none, to let JAX find the cluster)")
   for field in ("gan.latent_dim", "gan.g_width", "gan.d_width",
                 "gan.batch_size", "gan.train_steps", "gan.log_every",
                 "gan.checkpoint_every", "gan.grid_per_class",

@@ -87,9 +87,10 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError("Too many command-line arguments.")
   prepare_libraries()
-  parallel.initialize(FLAGS.config)  # multi-host: before any other JAX call
   logging.get_absl_handler().addFilter(quiet_library_info)
   try:
+    config_schema.validate(FLAGS.config)
+    parallel.initialize(FLAGS.config)  # multi-host: before any other JAX call
     pipeline.run(FLAGS.config, FLAGS.workdir)
   except USER_ERRORS as e:
     logging.error("%s", e)

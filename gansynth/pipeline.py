@@ -22,6 +22,7 @@ from gansynth import data_import
 from gansynth import evaluation
 from gansynth import gan_train
 from gansynth import input_pipeline
+from gansynth import parallel
 from gansynth import results
 from gansynth import synthesis
 from gansynth.config_schema import ConfigError
@@ -30,8 +31,9 @@ from gansynth.config_schema import ConfigError
 def prepare_workdir(config, workdir: str) -> None:
   try:
     os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
+    if parallel.is_primary():
+      with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(config.to_json_best_effort(indent=2))
   except OSError as e:
     raise ConfigError(f"--workdir={workdir} is not writable ({e.strerror}); "
                       "choose a directory you can write to") from None
@@ -97,5 +99,6 @@ def run(config, workdir: str) -> None:
     timed("classify", classify, config, workdir)
   if "evaluate" in stages:
     timed("evaluate", evaluation.evaluate, config, workdir)
-  with open(os.path.join(workdir, "timings.json"), "w") as f:
-    json.dump(timings, f, indent=2)
+  if parallel.is_primary():
+    with open(os.path.join(workdir, "timings.json"), "w") as f:
+      json.dump(timings, f, indent=2)
