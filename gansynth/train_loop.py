@@ -22,7 +22,8 @@ def repeat_step(step_fn: Callable, metric_shapes: dict[str, tuple[int, ...]],
   while-loop body lose their fast path.) `enter`/`leave` convert the state
   to and from the layout step_fn carries, once per chunk (e.g. K GANs held
   apart, gan_axis.split/join); the state returned keeps the shardings of
-  the one given.
+  the one given. Either way the state given is consumed: its buffers are
+  donated to the step, or freed once `enter` has copied them.
   """
   step = jax.jit(step_fn, donate_argnums=0)
   add = jax.jit(lambda a, b: jax.tree.map(jnp.add, a, b), donate_argnums=0)
@@ -33,7 +34,10 @@ def repeat_step(step_fn: Callable, metric_shapes: dict[str, tuple[int, ...]],
   def chunk(state: Any, *args_and_num_steps, stop=lambda: False):
     *args, num_steps = args_and_num_steps
     shardings = [x.sharding for x in jax.tree.leaves(state)] if leave else None
-    state = enter(state)
+    given, state = state, enter(state)
+    if leave:
+      release(given, keep=state)
+    del given
     sums = {n: jnp.zeros(s) for n, s in metric_shapes.items()}
     done = 0
     while done < int(num_steps) and not (done and stop()):
@@ -50,6 +54,21 @@ def repeat_step(step_fn: Callable, metric_shapes: dict[str, tuple[int, ...]],
   chunk.step = step  # the compiled step, e.g. to count compilations
   chunk.enter = enter  # the state as `step` carries it
   return chunk
+
+
+def release(tree: Any, keep: Any) -> None:
+  """Frees the buffers of `tree`'s arrays that `keep` does not share.
+
+  What a donation does, for a copy into another layout (buffers of other
+  shapes cannot be donated): without it the chunk would hold the state
+  twice, e.g. 1 GB more for configs/bench_svhn.py under `unroll`.
+  """
+  def buffers(x):
+    return {s.data.unsafe_buffer_pointer() for s in x.addressable_shards}
+  kept = set().union(*map(buffers, jax.tree.leaves(keep)))
+  for x in jax.tree.leaves(tree):
+    if not x.is_deleted() and not buffers(x) & kept:
+      x.delete()
 
 
 def next_chunk(step: int, total: int, intervals: list[int]) -> int:

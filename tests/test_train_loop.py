@@ -39,6 +39,18 @@ def test_enter_and_leave_change_the_layout_once_per_chunk():
   assert int(state) == 100 * 8 + 4
   np.testing.assert_allclose(metrics["value"], (0 + 2 + 4 + 6) / 4)
   assert chunk.enter(jnp.int32(5))[0] == 5
+  # The state given is consumed, as a donated one would be: freed, not held
+  # twice while the chunk runs.
+  given = jnp.int32(0)
+  chunk(given, jnp.int32(2), 1)
+  assert given.is_deleted()
+
+
+def test_release_frees_only_buffers_not_kept():
+  a, b = jnp.ones(3), jnp.zeros(2)
+  train_loop.release({"a": a, "b": b}, keep=(b, jnp.ones(1)))
+  assert a.is_deleted() and not b.is_deleted()
+  np.testing.assert_array_equal(b, np.zeros(2))
 
 
 def test_next_chunk_stops_at_every_boundary():
