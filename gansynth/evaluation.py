@@ -229,14 +229,12 @@ def restore_gans(config, mngr, step: int) -> gan_train.GANState:
 def samples_by_step(config, workdir: str) -> dict[int, np.ndarray]:
   """Fixed-noise samples uint8 [K, n, H, W, C] at init and every stored step.
 
-  Step 0 is rebuilt from config.seed as training initialised it (jitted:
-  the eager K-GAN init takes half a minute on a CPU).
+  Step 0 is rebuilt from config.seed as training initialised it.
   """
   sampler = gan_train.make_sampler(config)
   noise = gan_train.fixed_noise(config, config.gan.grid_per_class)
   mngr = store.manager(store.gan_dir(workdir))
-  init = jax.jit(lambda key: gan_train.create_state(config, key))
-  states = {0: init(jax.random.key(config.seed))}
+  states = {0: gan_train.create_state(config, jax.random.key(config.seed))}
   states.update({s: restore_gans(config, mngr, s)
                  for s in sorted(mngr.all_steps())})
   return {s: input_pipeline.to_uint8(sampler(st.gans, noise))
