@@ -58,3 +58,22 @@ def tiny(config, tfds_dir):
 def tiny_config(tfds_dir):
   """The default schema on sklearn digits (8x8x1, K=10), made tiny."""
   return tiny(config_schema.default_config(), tfds_dir)
+
+
+def nan_in_gan_2_at_step_4(make_train_chunk):
+  """make_train_chunk whose chunks make GAN 2's generator NaN on reaching
+  step 4 (a divergence to detect and roll back)."""
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+
+  def poisoned(config):
+    chunk = make_train_chunk(config)
+
+    def run(state, data, num_steps, **kwargs):
+      state, metrics = chunk(state, data, num_steps, **kwargs)
+      hit = state.step == 4
+      g_params = jax.tree.map(
+          lambda x: x.at[2].set(jnp.where(hit, jnp.nan, x[2])),
+          state.gans.g_params)
+      return state.replace(gans=state.gans.replace(g_params=g_params)), metrics
+    return run
+  return poisoned

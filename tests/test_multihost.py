@@ -25,8 +25,8 @@ from gansynth import store
 
 SCRIPT = textwrap.dedent("""
     import sys
-    import jax, jax.numpy as jnp
-    from conftest import tiny
+    import jax
+    from conftest import nan_in_gan_2_at_step_4, tiny
     from gansynth import config_schema, gan_train, parallel, pipeline
     from gansynth import preemption
 
@@ -48,19 +48,8 @@ SCRIPT = textwrap.dedent("""
 
     # GAN 2's generator turns NaN at step 4: every host must see it and roll
     # that GAN back to the step-3 checkpoint.
-    original = gan_train.make_train_chunk
-    def poisoned(config):
-      chunk = original(config)
-      def run(state, data, num_steps, **kwargs):
-        state, metrics = chunk(state, data, num_steps, **kwargs)
-        hit = state.step == 4
-        g_params = jax.tree.map(
-            lambda x: x.at[2].set(jnp.where(hit, jnp.nan, x[2])),
-            state.gans.g_params)
-        return (state.replace(gans=state.gans.replace(g_params=g_params)),
-                metrics)
-      return run
-    gan_train.make_train_chunk = poisoned
+    gan_train.make_train_chunk = nan_in_gan_2_at_step_4(
+        gan_train.make_train_chunk)
 
     if pid == signal_on:  # as if SIGTERM reached this host only
       class Signalled(preemption.StopSignal):

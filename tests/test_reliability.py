@@ -9,33 +9,19 @@ import time
 
 import chex
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from conftest import REPO
+from conftest import nan_in_gan_2_at_step_4
 from gansynth import gan_train
 from gansynth import pipeline
 from gansynth import store
 
 
 def poison_gan_2_at_step_4(monkeypatch):
-  """Makes GAN 2's generator NaN at the end of the chunk reaching step 4."""
-  original = gan_train.make_train_chunk
-
-  def poisoned(config):
-    chunk = original(config)
-
-    def run(state, data, num_steps, **kwargs):
-      state, metrics = chunk(state, data, num_steps, **kwargs)
-      hit = state.step == 4
-      g_params = jax.tree.map(
-          lambda x: x.at[2].set(jnp.where(hit, jnp.nan, x[2])),
-          state.gans.g_params)
-      return state.replace(gans=state.gans.replace(g_params=g_params)), metrics
-    return run
-
-  monkeypatch.setattr(gan_train, "make_train_chunk", poisoned)
+  monkeypatch.setattr(gan_train, "make_train_chunk",
+                      nan_in_gan_2_at_step_4(gan_train.make_train_chunk))
 
 
 def test_nan_stops_with_gan_and_step_and_keeps_checkpoints(
