@@ -63,11 +63,15 @@ def release(tree: Any, keep: Any) -> None:
   shapes cannot be donated): without it the chunk would hold the state
   twice, e.g. 1 GB more for configs/bench_svhn.py under `unroll`.
   """
+  def arrays(t):
+    return [x for x in jax.tree.leaves(t)
+            if isinstance(x, jax.Array) and not x.is_deleted()]
+
   def buffers(x):
     return {s.data.unsafe_buffer_pointer() for s in x.addressable_shards}
-  kept = set().union(*map(buffers, jax.tree.leaves(keep)))
-  for x in jax.tree.leaves(tree):
-    if not x.is_deleted() and not buffers(x) & kept:
+  kept = set().union(*map(buffers, arrays(keep)))
+  for x in arrays(tree):
+    if not buffers(x) & kept:
       x.delete()
 
 
