@@ -385,10 +385,10 @@ def train(config, workdir: str) -> GANState:
           stop=lambda: one_process and stop.requested is not None)
       if not one_process and parallel.any_process(stop.requested is not None):
         stop.requested = stop.requested or "a stop signal on another host"
-      metrics = parallel.to_host(metrics)
+      # One transfer (one gather across hosts) for the host's checks.
+      metrics, finite = parallel.to_host((metrics, params_finite(state.gans)))
       step = int(state.step)
-      bad = nonfinite_gans(metrics,
-                           parallel.to_host(params_finite(state.gans)))
+      bad = nonfinite_gans(metrics, finite)
       if bad:
         state = handle_nonfinite(config, mngr, state, bad, step, rollbacks)
         rollbacks += 1
