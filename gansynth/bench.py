@@ -8,6 +8,10 @@
 Data are random images of the config's shape (no data set is read), so only
 compute is measured. "model GFLOP/s" counts the model's own arithmetic (see
 `model_flops`), "executed" what XLA ran (zero taps and im2col included).
+On a GPU the PyTorch reference runs on CUDA too (when torch sees one);
+on a TPU it runs on the host CPU and says so. In Colab (where the kernel
+already holds the TPU, so a second process could not open it), call
+`run(config, ...)` instead of the command.
 Every number is the best of --repeats timings after compilation (as
 `timeit` advises: on a shared machine the slower runs measure the
 neighbours, not the code), the same rule for JAX, PyTorch and the matmul
@@ -21,7 +25,7 @@ import functools
 import math
 import resource
 import time
-from typing import Callable
+from typing import Callable, Sequence
 
 from absl import app
 from absl import flags
@@ -37,21 +41,30 @@ from gansynth import matmul_conv
 from gansynth import models
 from gansynth import step_profile
 
+RUNS = ("ceiling", "step", "layers", "profile", "input", "kcurve",
+        "synthesis", "torch")
+DEFAULT_RUN = ("ceiling", "step", "input", "synthesis", "torch")
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).",
-                                lock_config=True)
-flags.DEFINE_list("strategies", ["auto"], "What to time: config.gan.strategy "
-                  f"values from {gan_axis.STRATEGIES}, each optionally with "
-                  "':conv' for config.gan.conv (e.g. vmap:matmul); without "
-                  "it, the config's conv.")
-flags.DEFINE_list("run", ["ceiling", "step", "input", "synthesis", "torch"],
-                  "What to run: ceiling, step, layers, profile, input, "
-                  "kcurve, synthesis, torch.")
-flags.DEFINE_integer("steps", 2, "Train steps per timing.")
-flags.DEFINE_integer("repeats", 3, "Timings per number (the best is shown).")
-flags.DEFINE_integer("synth_images", 73000, "Images to synthesize in total.")
-flags.mark_flags_as_required(["config"])
 
+
+def define_flags() -> None:
+  """The command's flags (defined only when run as the command, so that
+  importing this module, e.g. in Colab or next to gansynth.main, adds none)."""
+  config_flags.DEFINE_config_file("config", None,
+                                  "Config file (configs/*.py).",
+                                  lock_config=True)
+  flags.DEFINE_list("strategies", ["auto"], "What to time: "
+                    f"config.gan.strategy values from {gan_axis.STRATEGIES}, "
+                    "each optionally with ':conv' for config.gan.conv (e.g. "
+                    "vmap:matmul); without it, the config's conv.")
+  flags.DEFINE_list("run", list(DEFAULT_RUN),
+                    f"What to run, from {', '.join(RUNS)}.")
+  flags.DEFINE_integer("steps", 2, "Train steps per timing.")
+  flags.DEFINE_integer("repeats", 3,
+                       "Timings per number (the best is shown).")
+  flags.DEFINE_integer("synth_images", 73000,
+                       "Images to synthesize in total.")
+  flags.mark_flags_as_required(["config"])
 
 def best_time(fn: Callable[[], object], repeats: int) -> float:
   """Seconds of the fastest of `repeats` calls of fn (results awaited)."""
@@ -219,36 +232,50 @@ def torch_nets(torch, config):
   return nn.Sequential(*layers), nn.Sequential(*d_layers)
 
 
-def torch_speed(torch, config, steps: int, repeats: int) -> float:
+def torch_device(torch) -> str:
+  """Where the PyTorch reference runs: CUDA when JAX runs on a GPU and torch
+  sees one (a like-for-like comparison), else the host CPU."""
+  if jax.default_backend() == "gpu" and torch.cuda.is_available():
+    return "cuda"
+  return "cpu"
+
+
+def torch_speed(torch, config, steps: int, repeats: int,
+                device: str = "cpu") -> float:
   """Images/s of K PyTorch GANs (Adam, BCE) trained in a Python loop."""
   k, bs, g = gan_train.num_gans(config), config.gan.batch_size, config.gan
   gans = []
   for _ in range(k):
-    gen, disc = torch_nets(torch, config)
+    gen, disc = (net.to(device) for net in torch_nets(torch, config))
     adam = lambda p: torch.optim.Adam(p, g.learning_rate, (g.beta1, g.beta2))
     gans.append((gen, disc, adam(gen.parameters()), adam(disc.parameters())))
   real = torch.rand(k, bs, config.data.channels, config.data.image_size,
-                    config.data.image_size) * 2 - 1
+                    config.data.image_size, device=device) * 2 - 1
   bce = torch.nn.BCEWithLogitsLoss()
-  ones, zeros = torch.ones(bs), torch.zeros(bs)
+  ones = torch.ones(bs, device=device)
+  zeros = torch.zeros(bs, device=device)
+  # CUDA runs asynchronously: wait for the queued work before the clock stops.
+  wait = torch.cuda.synchronize if device == "cuda" else lambda: None
 
   def step():  # gan_train.gan_step's recipe, per config.gan.reuse_fake
     for i, (gen, disc, g_opt, d_opt) in enumerate(gans):
-      fake = gen(torch.randn(bs, g.latent_dim))
+      fake = gen(torch.randn(bs, g.latent_dim, device=device))
       d_loss = (bce(disc(real[i])[:, 0], ones) +
                 bce(disc(fake.detach())[:, 0], zeros))
       d_opt.zero_grad()
       d_loss.backward()
       d_opt.step()
       if not g.reuse_fake:
-        fake = gen(torch.randn(bs, g.latent_dim))
+        fake = gen(torch.randn(bs, g.latent_dim, device=device))
       g_loss = bce(disc(fake)[:, 0], ones)
       g_opt.zero_grad()
       g_loss.backward()
       g_opt.step()
 
   step()
-  sec = best_time(lambda: [step() for _ in range(steps)], repeats) / steps
+  wait()
+  sec = best_time(lambda: ([step() for _ in range(steps)], wait()),
+                  repeats) / steps
   return k * bs / sec
 
 
@@ -345,10 +372,21 @@ def report_step(name: str, r: dict[str, float], ceiling: float | None):
         flush=True)
 
 
-def main(argv):
-  del argv
-  config = FLAGS.config
-  run = set(FLAGS.run)
+def check_parts(what: Sequence[str]) -> set[str]:
+  """The benchmark parts in `what`; raises on one that does not exist."""
+  unknown = set(what) - set(RUNS)
+  if unknown:
+    raise ValueError(f"unknown benchmark part(s) {sorted(unknown)}; choose "
+                     f"from {', '.join(RUNS)}")
+  return set(what)
+
+
+def run(config, strategies: Sequence[str] = ("auto",),
+        what: Sequence[str] = DEFAULT_RUN,
+        steps: int = 2, repeats: int = 3, synth_images: int = 73000) -> None:
+  """Prints the benchmark's figures for `config` (see the module docstring;
+  the arguments are the command's flags: `what` is --run)."""
+  parts = check_parts(what)
   k = gan_train.num_gans(config)
   print(f"backend {jax.default_backend()} x{jax.device_count()}, "
         f"{config.gan.architecture} {config.data.image_size}x"
@@ -357,23 +395,22 @@ def main(argv):
         f"{config.gan.batch_size}/GAN, K={k}; auto -> "
         f"{gan_axis.resolve('auto', gan_train.step_work(config))}", flush=True)
   ceiling = None
-  if "ceiling" in run:
+  if "ceiling" in parts:
     ceiling = matmul_ceiling()
     print(f"float32 matmul ceiling: {ceiling / 1e9:.1f} GFLOP/s", flush=True)
   step_rate = None
-  if "step" in run:
+  if "step" in parts:
     print("K-GAN train step (random data):")
     flops = model_flops(config)
-    for s in FLAGS.strategies:
-      r = time_step(with_strategy(config, s), FLAGS.steps, FLAGS.repeats,
-                    flops)
+    for s in strategies:
+      r = time_step(with_strategy(config, s), steps, repeats, flops)
       step_rate = step_rate or r["img_s"]
       report_step(s, r, ceiling)
-  if "layers" in run:
+  if "layers" in parts:
     print(f"Convolutions, forward + gradients of {k} GANs:")
-    time_conv_layers(config, FLAGS.repeats)
-  if "profile" in run:
-    for s in FLAGS.strategies:
+    time_conv_layers(config, repeats)
+  if "profile" in parts:
+    for s in strategies:
       shares = profile_step(with_strategy(config, s))
       total = sum(shares.values())
       print(f"Where one step's time goes ({s}; per-op trace, ops running "
@@ -381,36 +418,48 @@ def main(argv):
       for kind, sec in shares.items():
         print(f"  {kind:14s} {1e3 * sec:8.0f} ms {100 * sec / total:4.0f}%",
               flush=True)
-  if "input" in run:
-    rate = input_throughput(config, 50, FLAGS.repeats)
+  if "input" in parts:
+    rate = input_throughput(config, 50, repeats)
     vs = f" = {rate / step_rate:.0f}x the step's use" if step_rate else ""
     print(f"input pipeline alone: {rate:.0f} img/s{vs}", flush=True)
-  if "kcurve" in run:
-    strategy = FLAGS.strategies[0]
+  if "kcurve" in parts:
+    strategy = strategies[0]
     print(f"K-curve ({strategy}): images/s, cost vs K x one GAN")
     one = None
     for kk in (1, 2, 5, 10):
       cfg = with_strategy(config, strategy, kk)
-      r = time_step(cfg, FLAGS.steps, FLAGS.repeats, model_flops(cfg))
+      r = time_step(cfg, steps, repeats, model_flops(cfg))
       one = one or r["step_ms"]
       print(f"  K={kk:2d} {r['img_s']:8.0f} img/s  {r['step_ms']:8.1f} ms/step"
             f"  = {r['step_ms'] / (kk * one):.2f} x K x one GAN", flush=True)
-  if "synthesis" in run:
-    rate = synthesis_speed(config, FLAGS.synth_images, FLAGS.repeats)
+  if "synthesis" in parts:
+    rate = synthesis_speed(config, synth_images, repeats)
     mapping = gan_axis.resolve(config.gan.strategy,
                                gan_train.step_work(config))
-    print(f"synthesis of {FLAGS.synth_images} images: {rate:.0f} img/s "
-          f"({FLAGS.synth_images / rate:.1f}s, {mapping})", flush=True)
-  if "torch" in run:
+    print(f"synthesis of {synth_images} images: {rate:.0f} img/s "
+          f"({synth_images / rate:.1f}s, {mapping})", flush=True)
+  if "torch" in parts:
     try:
       import torch  # pylint: disable=g-import-not-at-top
     except ImportError as e:
       print(f"torch reference skipped: {e}")
     else:
-      rate = torch_speed(torch, config, FLAGS.steps, FLAGS.repeats)
-      print(f"PyTorch reference ({k} GANs in a Python loop): {rate:.0f} img/s",
-            flush=True)
+      device = torch_device(torch)
+      rate = torch_speed(torch, config, steps, repeats, device)
+      print(f"PyTorch reference ({k} GANs in a Python loop, {device}): "
+            f"{rate:.0f} img/s", flush=True)
+
+
+def main(argv):
+  del argv
+  try:
+    check_parts(FLAGS.run)
+  except ValueError as e:
+    raise app.UsageError(f"--run: {e}") from None
+  run(FLAGS.config, FLAGS.strategies, FLAGS.run, FLAGS.steps, FLAGS.repeats,
+      FLAGS.synth_images)
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

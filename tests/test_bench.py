@@ -7,6 +7,9 @@ import sys
 
 import pytest
 
+from gansynth import bench
+from gansynth import notebook_utils
+
 
 @pytest.mark.slow  # ~2.5 min of compiles on 2 CPU cores
 def test_bench_prints_step_kcurve_input_and_synthesis():
@@ -53,3 +56,30 @@ def test_layer_timings_show_both_forwards_of_transposed_convs():
                          r"[\d.]+ ms, sub-pixel [\d.]+ ms$", out, re.M)
   assert len(generator) == 3, out  # 1x1 -> 2x2 -> 4x4 -> 8x8
   assert re.search(r"^  D .* dilation 1: .*auto picks \w+$", out, re.M), out
+
+
+class _FakeTorch:
+  """Just enough of torch for bench.torch_device."""
+
+  def __init__(self, cuda: bool):
+    self.cuda = type("cuda", (), {"is_available": staticmethod(lambda: cuda)})
+
+
+@pytest.mark.parametrize("backend,cuda,expected", [
+    ("gpu", True, "cuda"),  # like for like on a GPU
+    ("gpu", False, "cpu"),  # a torch build without CUDA
+    ("cpu", True, "cpu"),   # JAX on the CPU: so is the reference
+    ("tpu", False, "cpu"),
+])
+def test_torch_reference_runs_where_jax_runs(monkeypatch, backend, cuda,
+                                             expected):
+  monkeypatch.setattr(bench.jax, "default_backend", lambda: backend)
+  assert bench.torch_device(_FakeTorch(cuda)) == expected
+
+
+def test_run_rejects_an_unknown_part_before_measuring(capsys):
+  config = notebook_utils.load_config("quickstart")
+  with pytest.raises(ValueError, match=r"unknown benchmark part\(s\) "
+                     r"\['stepp'\]; choose from"):
+    bench.run(config, what=("ceiling", "stepp"))
+  assert capsys.readouterr().out == ""  # nothing was timed first

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import sys
 
 import nbclient
@@ -58,7 +59,7 @@ def test_notebook_runs_tiny(tmp_path, tfds_dir, monkeypatch):
   workdir, saved = tmp_path / "run", tmp_path / "saved"
   nb.cells.insert(parameters_index(nb) + 1, nbformat.v4.new_code_cell(
       f"TINY = True\nWORKDIR = {str(workdir)!r}\nDATA_DIR = {tfds_dir!r}\n"
-      f"SAVE_TO = {str(saved)!r}\n"
+      f"SAVE_TO = {str(saved)!r}\nRUN_BENCH = True\n"
       f"import sys\nassert sys.prefix == {sys.prefix!r}, sys.prefix"))
   monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
   kernel = kernel_for_this_python(tmp_path)
@@ -78,6 +79,10 @@ def test_notebook_runs_tiny(tmp_path, tfds_dir, monkeypatch):
   assert sum("image/png" in d for d in shown) >= 2 * 3  # 2 grids + curves
   assert sum("| real | 1,437 |" in d.get("text/markdown", "")
              for d in shown) == 2
+  printed = "".join(o.get("text", "") for o in outputs
+                    if o.get("output_type") == "stream")
+  for name in ("auto", "vmap:matmul"):  # section 3, the benchmark, in-kernel
+    assert re.search(rf"^  {re.escape(name)} +\d+ img/s", printed, re.M), printed
   text = "".join(o.get("text", "") for o in outputs)
   assert "GANs step 10/10" in text and "backend: cpu" in text
 
