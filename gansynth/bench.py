@@ -66,6 +66,7 @@ def define_flags() -> None:
                        "Images to synthesize in total.")
   flags.mark_flags_as_required(["config"])
 
+
 def best_time(fn: Callable[[], object], repeats: int) -> float:
   """Seconds of the fastest of `repeats` calls of fn (results awaited)."""
   times = []
