@@ -217,8 +217,7 @@ def distances(config, params, reference: Data,
 
 def restore_gans(config, mngr, step: int) -> gan_train.GANState:
   """The GAN checkpoint of one step (restore_latest only gives the newest)."""
-  abstract = store.abstract(jax.eval_shape(
-      lambda: gan_train.create_state(config, jax.random.key(0))))
+  abstract = gan_train.abstract_state(config)
   restored = mngr.restore(step, args=ocp.args.Composite(
       state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
   store.check_compatible(restored["meta"], gan_train.store_meta(config),

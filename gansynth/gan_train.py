@@ -275,11 +275,22 @@ def store_meta(config) -> dict[str, Any]:
           "latent_dim": g.latent_dim}
 
 
+def abstract_state(config) -> GANState:
+  """What create_state returns (shapes, dtypes, this process's first
+  device), without computing it: the template a restore needs."""
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  return jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+      jax.eval_shape(lambda: create_state(config, jax.random.key(0))))
+
+
 def restore_or_create(config, mngr) -> GANState:
-  state = create_state(config, jax.random.key(config.seed))
-  restored = store.restore_latest(mngr, store.abstract(state),
+  """The newest readable stored state, else the initial one (config.seed)."""
+  restored = store.restore_latest(mngr, abstract_state(config),
                                   store_meta(config))
-  return state if restored is None else restored
+  if restored is None:
+    return create_state(config, jax.random.key(config.seed))
+  return restored
 
 
 def nonfinite_gans(metrics: dict[str, np.ndarray],
@@ -307,9 +318,7 @@ def roll_back(config, mngr, state: GANState, bad: list[int],
   Each gets a new PRNG key, so it does not walk into the same divergence;
   the other GANs keep every step of progress.
   """
-  good = create_state(config, jax.random.key(config.seed))
-  if mngr.latest_step() is not None:
-    good = store.restore_latest(mngr, store.abstract(good), store_meta(config))
+  good = restore_or_create(config, mngr)
   rng = np.array(jax.device_get(good.gans.rng))
   for k in bad:
     rng[k] = jax.random.key_data(jax.random.fold_in(

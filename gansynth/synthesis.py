@@ -37,8 +37,7 @@ def source_dir(workdir: str, source: str) -> str:
 
 def load_generators(config, workdir: str) -> gan_train.GANState:
   mngr = store.manager(store.gan_dir(workdir))
-  abstract = store.abstract(jax.eval_shape(
-      lambda: gan_train.create_state(config, jax.random.key(0))))
+  abstract = gan_train.abstract_state(config)
   state = store.restore_latest(mngr, abstract, gan_train.store_meta(config))
   if state is None:
     raise store.CheckpointError(
