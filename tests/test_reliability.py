@@ -78,7 +78,7 @@ def wait_for_checkpoint(workdir, proc, timeout=300):
 
 def final_state(config, workdir):
   mngr = store.manager(store.gan_dir(str(workdir)))
-  abstract = store.abstract(gan_train.create_state(config, jax.random.key(0)))
+  abstract = gan_train.abstract_state(config)
   return jax.device_get(store.restore_latest(
       mngr, abstract, gan_train.store_meta(config)))
 
