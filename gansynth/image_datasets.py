@@ -102,5 +102,5 @@ def load_written(directory: str, split: str) -> tuple[np.ndarray, np.ndarray]:
   """Reads a split of a data set written by `write_image_dataset`."""
   if not tf.io.gfile.exists(os.path.join(directory, "dataset_info.json")):
     raise DatasetError(f"no data set at {directory}: run the stage that "
-                       "writes it first (see README, 'stages')")
+                       "writes it first (see docs/configs.md, 'Stages')")
   return load_arrays(tfds.builder_from_directory(directory), split)
