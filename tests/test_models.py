@@ -29,6 +29,10 @@ def test_gan_shapes_and_ranges(arch, size, channels):
   images = g.apply(g_vars, z, train=False)
   assert images.shape == (3, size, size, channels)
   assert float(jnp.max(jnp.abs(images))) <= 1.0
+  # Scaled-up weights drive the output into its bounds, not past them.
+  big = jax.tree.map(lambda x: 50.0 * x, g_vars)
+  saturated = jnp.abs(g.apply(big, z, train=False))
+  assert 0.99 < float(jnp.max(saturated)) <= 1.0
   d_vars = d.init(jax.random.key(2), images, train=False)
   logits = d.apply(d_vars, images, train=False)
   assert logits.shape == (3,)
