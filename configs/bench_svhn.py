@@ -9,7 +9,7 @@ is read; `--config.gan.architecture=study` benchmarks the study's nets.
 from gansynth import config_schema
 
 
-def get_config():
+def get_config(variant: str = ""):
   config = config_schema.default_config()
   config.data.name = "svhn_cropped"
   config.data.image_size = 32
@@ -19,4 +19,4 @@ def get_config():
   config.gan.g_width = 64
   config.gan.d_width = 64
   config.gan.batch_size = 64
-  return config
+  return config_schema.apply_variant(config, variant)

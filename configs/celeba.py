@@ -14,7 +14,7 @@ under another name, e.g. --config.data.name=celeb_a_folder.
 from gansynth import config_schema
 
 
-def get_config():
+def get_config(variant: str = ""):
   config = config_schema.default_config()
   config.stages = "train_gan,synthesize"
   config.data.name = "celeb_a"
@@ -32,4 +32,4 @@ def get_config():
   config.gan.grid_per_class = 64
   config.synthesis.num_per_class = 10000
   config.classifier.sources = "real"  # unused: no classify stage
-  return config
+  return config_schema.apply_variant(config, variant)

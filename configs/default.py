@@ -6,5 +6,6 @@
 from gansynth import config_schema
 
 
-def get_config():
-  return config_schema.default_config()
+def get_config(variant: str = ""):
+  return config_schema.apply_variant(config_schema.default_config(),
+                                      variant)

@@ -14,7 +14,7 @@ files first (Debian: apt-get install dataset-fashion-mnist):
 from gansynth import config_schema
 
 
-def get_config():
+def get_config(variant: str = ""):
   config = config_schema.default_config()
   config.data.name = "fashion_mnist"
   config.data.image_size = 28
@@ -26,4 +26,4 @@ def get_config():
   config.gan.sample_every = 500
   config.synthesis.num_per_class = 6000
   config.classifier.sources = "real,gan"
-  return config
+  return config_schema.apply_variant(config, variant)

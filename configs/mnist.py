@@ -23,7 +23,7 @@ from gansynth import config_schema
 from gansynth import procedural
 
 
-def get_config():
+def get_config(variant: str = ""):
   config = config_schema.default_config()
   config.data.name = "mnist"
   config.data.image_size = 28
@@ -44,4 +44,4 @@ def get_config():
   config.procedural.render = procedural.default_config("mnist")
   config.classifier.sources = "real,gan,procedural"
   config.classifier.train_steps = 2000
-  return config
+  return config_schema.apply_variant(config, variant)

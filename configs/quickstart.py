@@ -15,7 +15,7 @@ from gansynth import config_schema
 from gansynth import procedural
 
 
-def get_config():
+def get_config(variant: str = ""):
   config = config_schema.default_config()
   config.data.name = "sklearn_digits"
   config.data.image_size = 8
@@ -38,4 +38,4 @@ def get_config():
   config.evaluation.seeds = 2
   config.evaluation.real_fractions = "0.05,1.0"
   config.evaluation.mix_ratios = "1.0"
-  return config
+  return config_schema.apply_variant(config, variant)

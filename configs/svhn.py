@@ -19,7 +19,7 @@ import train_32x32.mat / test_32x32.mat first (see README, "Real data"):
 from gansynth import config_schema
 
 
-def get_config():
+def get_config(variant: str = ""):
   config = config_schema.default_config()
   config.data.name = "svhn_cropped"
   config.data.image_size = 32
@@ -34,4 +34,4 @@ def get_config():
   config.procedural.num_per_class = 7300
   config.classifier.sources = "real,gan,procedural"
   config.classifier.train_steps = 5000
-  return config
+  return config_schema.apply_variant(config, variant)

@@ -99,7 +99,6 @@ def default_config() -> ml_collections.ConfigDict:
   config.evaluation.real_fractions = "0.01,0.1,1.0"
   config.evaluation.feature_samples = 2000  # per set, for distances
   config.evaluation.knn_k = 3  # precision/recall neighbourhood size
-  config.evaluation.inception_path = ""  # TODO: standard FID; unsupported yet
   return config
 
 
@@ -196,5 +195,30 @@ def validate(config: ml_collections.ConfigDict) -> None:
   need(ev.feature_samples >= (ev.knn_k + 1) * config.data.num_classes,
        "evaluation.feature_samples",
        "at least (knn_k + 1) * num_classes: every class needs k neighbours")
-  need(not ev.inception_path, "evaluation.inception_path",
-       "standard (Inception) FID is not implemented yet; leave it empty")
+
+
+# Named variants of every config, chosen after a colon on the command line
+# (`--config configs/quickstart.py:tiny` calls get_config("tiny")), as
+# big_vision's `runlocal`.
+VARIANTS = ("", "tiny")
+
+
+def apply_variant(config: ml_collections.ConfigDict,
+                  variant: str) -> ml_collections.ConfigDict:
+  """Returns `config` changed as `variant` says ("" keeps it as it is).
+
+  "tiny": the same data and networks shrunk to seconds on a CPU (widths 4,
+  a few steps, 20 images per class): for tests and smoke runs.
+  """
+  if variant not in VARIANTS:
+    raise ConfigError(f"config variant {variant!r} (after ':'): choose one "
+                      f"of {VARIANTS}")
+  if variant == "tiny":
+    config.gan.update(g_width=4, d_width=4, latent_dim=8, batch_size=8,
+                      train_steps=6, log_every=2, checkpoint_every=2,
+                      sample_every=0, grid_per_class=3)
+    config.synthesis.update(num_per_class=20, batch_size=20)
+    config.procedural.num_per_class = 20
+    config.classifier.update(width=4, batch_size=16, train_steps=10,
+                             eval_batch_size=128)
+  return config

@@ -24,35 +24,6 @@ from gansynth import main
 from gansynth import metrics_log
 from gansynth.config_schema import ConfigError
 
-# The tiny offline run of the notebook's TINY mode (and of its test): the
-# quickstart on the bundled scikit-learn digits, seconds on a CPU.
-TINY_OVERRIDES = {
-    "data.name": "sklearn_digits",
-    "data.image_size": 8,
-    "data.channels": 1,
-    "data.download": False,
-    "gan.architecture": "study",  # as the quickstart, whatever the config
-    "gan.loss": "bce",
-    "stages": "train_gan,synthesize,classify",
-    "gan.g_width": 4,
-    "gan.d_width": 4,
-    "gan.latent_dim": 8,
-    "gan.batch_size": 8,
-    "gan.train_steps": 10,
-    "gan.log_every": 5,
-    "gan.checkpoint_every": 10,
-    "gan.sample_every": 5,
-    "gan.grid_per_class": 4,
-    "synthesis.num_per_class": 20,
-    "synthesis.batch_size": 100,
-    "procedural.num_per_class": 20,
-    "classifier.sources": "real,gan",
-    "classifier.width": 4,
-    "classifier.batch_size": 16,
-    "classifier.train_steps": 20,
-    "classifier.eval_batch_size": 360,
-}
-
 
 def in_colab() -> bool:
   return "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
@@ -116,14 +87,16 @@ def load_config(name: str, overrides: Mapping[str, Any] | None = None
   """get_config() of configs/<name>.py, locked, with `overrides` applied.
 
   The same config `--config configs/<name>.py --config.a.b=v` gives on the
-  command line (config_flags with lock_config=True).
+  command line (config_flags with lock_config=True); "<name>:<variant>"
+  calls get_config(variant), as `--config configs/<name>.py:<variant>` does.
   """
+  name, *variant = name.split(":", 1)
   path = config_path(name)
   spec = importlib.util.spec_from_file_location(
       f"gansynth_config_{os.path.basename(path)[:-3]}", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  config = module.get_config()
+  config = module.get_config(*variant)
   config.lock()
   apply_overrides(config, overrides or {})
   return config

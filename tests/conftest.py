@@ -5,6 +5,7 @@ import os
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import importlib  # noqa: E402
 import tempfile  # noqa: E402
 
 import jax  # noqa: E402
@@ -32,32 +33,28 @@ def tfds_dir(tmp_path_factory):
   return str(tmp_path_factory.mktemp("tfds"))
 
 
+def load_config(spec: str):
+  """"quickstart:tiny" -> configs/quickstart.py's get_config("tiny"), as
+  `--config configs/quickstart.py:tiny` loads it."""
+  name, _, variant = spec.partition(":")
+  return importlib.import_module(f"configs.{name}").get_config(variant)
+
+
 def tiny(config, tfds_dir):
-  """Shrinks a config to seconds on a CPU: widths 4-8, a few steps."""
+  """`config`'s "tiny" variant, offline on the session's tfds data_dir."""
+  config = config_schema.apply_variant(config, "tiny")
   config.data.data_dir = tfds_dir
   config.data.download = False
-  config.gan.g_width = 4
-  config.gan.d_width = 4
-  config.gan.latent_dim = 8
-  config.gan.batch_size = 8
-  config.gan.train_steps = 6
-  config.gan.log_every = 2
-  config.gan.checkpoint_every = 2
-  config.gan.sample_every = 0
-  config.gan.grid_per_class = 3
-  config.synthesis.num_per_class = 20
-  config.synthesis.batch_size = 20
-  config.classifier.width = 4
-  config.classifier.batch_size = 16
-  config.classifier.train_steps = 10
-  config.classifier.eval_batch_size = 128
   return config
 
 
 @pytest.fixture
 def tiny_config(tfds_dir):
   """The default schema on sklearn digits (8x8x1, K=10), made tiny."""
-  return tiny(config_schema.default_config(), tfds_dir)
+  config = load_config("default:tiny")
+  config.data.data_dir = tfds_dir
+  config.data.download = False
+  return config
 
 
 def nan_in_gan_2_at_step_4(make_train_chunk):

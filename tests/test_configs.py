@@ -18,11 +18,11 @@ from gansynth.image_datasets import DatasetError
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "*.py")))
 
 
-def load(path):
+def load(path, variant=""):
   spec = importlib.util.spec_from_file_location("cfg", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config()
+  return module.get_config(variant)
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
@@ -31,6 +31,21 @@ def test_config_validates_and_names_a_tfds_data_set(path):
   config_schema.validate(config)
   assert config.data.name in tfds.list_builders() or (
       config.data.name == "sklearn_digits")
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
+def test_tiny_variant_keeps_data_and_nets_and_shrinks_the_rest(path):
+  full, tiny_ = load(path), load(path, "tiny")
+  config_schema.validate(tiny_)
+  assert tiny_.data == full.data and tiny_.stages == full.stages
+  assert (tiny_.gan.architecture, tiny_.gan.loss) == (
+      full.gan.architecture, full.gan.loss)
+  for section, field in (("gan", "g_width"), ("gan", "train_steps"),
+                         ("synthesis", "num_per_class"),
+                         ("classifier", "train_steps")):
+    assert tiny_[section][field] < full[section][field], (section, field)
+  with pytest.raises(config_schema.ConfigError, match="variant 'big'"):
+    load(path, "big")
 
 
 def test_celeba_pipeline_on_mock_data(tfds_dir, tmp_path):

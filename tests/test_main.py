@@ -5,13 +5,13 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import REPO
 
+# On top of quickstart.py:tiny: enough classifier training to beat chance.
 TINY = [
-    "--config.gan.g_width=4", "--config.gan.d_width=4",
-    "--config.gan.latent_dim=8", "--config.gan.batch_size=8",
     "--config.gan.train_steps=20", "--config.gan.log_every=10",
     "--config.gan.checkpoint_every=10", "--config.gan.sample_every=10",
     "--config.synthesis.num_per_class=30",
@@ -22,7 +22,7 @@ TINY = [
 
 def run_main(workdir, tfds_dir, *args):
   cmd = [sys.executable, "-m", "gansynth.main",
-         "--config", os.path.join(REPO, "configs", "quickstart.py"),
+         "--config", os.path.join(REPO, "configs", "quickstart.py:tiny"),
          "--workdir", str(workdir), f"--config.data.data_dir={tfds_dir}",
          *args]
   env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
@@ -43,8 +43,13 @@ def test_cli_end_to_end_and_rerun_reuses_the_store(tmp_path, tfds_dir):
   assert gan["train_images_per_class"] == [30] * 10
   assert results["num_test_images"] == 360
   assert real["accuracy"] > 0.5  # 10 classes: chance is 0.1
-  for r in (real, gan):
-    assert 0.0 <= r["accuracy"] <= 1.0 and len(r["per_class_accuracy"]) == 10
+  for r in (real, gan):  # accuracy, per class and confusion agree
+    confusion = np.array(r["confusion"])
+    assert confusion.shape == (10, 10) and confusion.sum() == 360
+    assert r["accuracy"] == pytest.approx(np.trace(confusion) / 360)
+    np.testing.assert_allclose(
+        r["per_class_accuracy"], np.diag(confusion) / confusion.sum(1),
+        atol=1e-4)
   assert "| real | 1,437 |" in (tmp_path / "results.md").read_text()
   for name in ("gan_step000010.png", "gan_step000020.png",
                "gan_synthetic.png", "procedural_synthetic.png"):

@@ -84,7 +84,7 @@ def test_notebook_runs_tiny(tmp_path, tfds_dir, monkeypatch):
   for name in ("auto", "vmap:matmul"):  # section 3, the benchmark, in-kernel
     assert re.search(rf"^  {re.escape(name)} +\d+ img/s", printed, re.M), printed
   text = "".join(o.get("text", "") for o in outputs)
-  assert "GANs step 10/10" in text and "backend: cpu" in text
+  assert "GANs step 6/6" in text and "backend: cpu" in text
 
 
 def test_load_config_overrides_like_the_command_line():
@@ -96,6 +96,11 @@ def test_load_config_overrides_like_the_command_line():
     notebook_utils.load_config("quickstart", {"gan.batch_size": "abc"})
   with pytest.raises(ConfigError, match="configs: .*svhn"):
     notebook_utils.load_config("svnh")
+  tiny = notebook_utils.load_config("quickstart:tiny", {"gan.train_steps": 7})
+  assert (tiny.gan.train_steps, tiny.gan.g_width) == (7, 4)
+  assert tiny.data.name == "sklearn_digits"
+  with pytest.raises(ConfigError, match="variant 'tyni'"):
+    notebook_utils.load_config("quickstart:tyni")
 
 
 def test_save_workdir_outside_colab(tmp_path):

@@ -46,17 +46,15 @@ def test_nan_rollback_keeps_the_other_gans_progress(tiny_config, tmp_path,
   chex.assert_trees_all_equal(take(clean), take(rolled))
 
 
-CLI_TINY = [
-    "--config.stages=train_gan", "--config.gan.g_width=4",
-    "--config.gan.d_width=4", "--config.gan.latent_dim=8",
-    "--config.gan.batch_size=8", "--config.gan.log_every=1",
-    "--config.gan.checkpoint_every=3", "--config.gan.sample_every=0",
+CLI_TINY = [  # on top of quickstart.py:tiny
+    "--config.stages=train_gan", "--config.gan.log_every=1",
+    "--config.gan.checkpoint_every=3",
 ]
 
 
 def start_main(workdir, tfds_dir, steps):
   cmd = [sys.executable, "-m", "gansynth.main", "--config",
-         os.path.join(REPO, "configs", "quickstart.py"), "--workdir",
+         os.path.join(REPO, "configs", "quickstart.py:tiny"), "--workdir",
          str(workdir), f"--config.data.data_dir={tfds_dir}",
          f"--config.gan.train_steps={steps}", *CLI_TINY]
   env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
