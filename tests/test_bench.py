@@ -14,9 +14,7 @@ from gansynth import notebook_utils
 @pytest.mark.slow  # ~2.5 min of compiles on 2 CPU cores
 def test_bench_prints_step_kcurve_input_and_synthesis():
   cmd = [sys.executable, "-m", "gansynth.bench",
-         "--config", "configs/quickstart.py", "--config.gan.g_width=4",
-         "--config.gan.d_width=4", "--config.gan.latent_dim=8",
-         "--config.gan.batch_size=4",
+         "--config", "configs/quickstart.py:tiny", "--config.gan.batch_size=4",
          "--strategies=auto,unroll:auto,vmap:matmul",
          "--run=step,layers,profile,input,kcurve,synthesis,torch", "--steps=1",
          "--repeats=1", "--synth_images=40"]
@@ -46,9 +44,9 @@ def test_bench_prints_step_kcurve_input_and_synthesis():
 @pytest.mark.slow  # ~30 s
 def test_layer_timings_show_both_forwards_of_transposed_convs():
   cmd = [sys.executable, "-m", "gansynth.bench",
-         "--config", "configs/quickstart.py", "--config.gan.architecture=dcgan",
-         "--config.gan.g_width=4", "--config.gan.d_width=4",
-         "--config.gan.batch_size=4", "--run=layers", "--repeats=1"]
+         "--config", "configs/quickstart.py:tiny",
+         "--config.gan.architecture=dcgan", "--config.gan.batch_size=4",
+         "--run=layers", "--repeats=1"]
   out = subprocess.run(cmd, capture_output=True, text=True, check=True,
                        cwd=os.path.dirname(os.path.dirname(__file__)),
                        env={**os.environ, "JAX_PLATFORMS": "cpu"}).stdout
