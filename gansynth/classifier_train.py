@@ -21,6 +21,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from gansynth import augment
 from gansynth import image_datasets
 from gansynth import input_pipeline
 from gansynth import models
@@ -48,29 +49,53 @@ def load_source(config, workdir: str,
                                    config.data.channels), labels
 
 
-def optimizer(cfg) -> optax.GradientTransformation:
-  return optax.adam(cfg.learning_rate)
+def num_steps(cfg, num_images: int) -> int:
+  """Steps for a source of `num_images`: `epochs` passes over it, or
+  `train_steps` when epochs is 0."""
+  if cfg.epochs > 0:
+    return max(1, -(-int(cfg.epochs * num_images) // cfg.batch_size))
+  return cfg.train_steps
 
 
-def create_state(config, key: jax.Array) -> ClassifierState:
+def learning_rate(cfg, total_steps: int) -> optax.Schedule:
+  """Constant, or linear warm-up then cosine decay to 0 over the run."""
+  if cfg.schedule == "cosine":
+    warmup = int(cfg.warmup_fraction * total_steps)
+    return optax.warmup_cosine_decay_schedule(
+        0.0, cfg.learning_rate, warmup, max(total_steps, warmup + 1))
+  return optax.constant_schedule(cfg.learning_rate)
+
+
+def optimizer(cfg, total_steps: int) -> optax.GradientTransformation:
+  return optax.adam(learning_rate(cfg, total_steps))
+
+
+def create_state(config, key: jax.Array,
+                 total_steps: int | None = None) -> ClassifierState:
   model = models.make_classifier(config.classifier, config.data.num_classes)
   shape = (1, config.data.image_size, config.data.image_size,
            config.data.channels)
   k_init, k_rng = jax.random.split(key)
   params = model.init(k_init, jnp.zeros(shape))["params"]
   return ClassifierState(step=jnp.zeros((), jnp.int32), params=params,
-                         opt=optimizer(config.classifier).init(params),
+                         opt=optimizer(config.classifier, total_steps or
+                                       config.classifier.train_steps
+                                       ).init(params),
                          rng=jax.random.key_data(k_rng))
 
 
 def train_step(state: ClassifierState, images: jax.Array, labels: jax.Array,
-               *, model, tx, batch_size: int):
-  """One Adam step on a batch drawn from the epoch-shuffled training set."""
+               *, model, tx, batch_size: int, shift: int = 0):
+  """One Adam step on a batch drawn from the epoch-shuffled training set,
+  each image shifted by up to `shift` pixels (edges repeated)."""
   key = jax.random.wrap_key_data(state.rng)
   n = labels.shape[0]
   idx = input_pipeline.epoch_shuffled_indices(key, jnp.int32(n), n,
                                               batch_size, state.step)
   x, y = input_pipeline.to_float(images[idx]), labels[idx]
+  x = augment.random_shift(
+      jax.random.fold_in(jax.random.fold_in(key, 1), state.step), x, shift,
+      mode="edge")
 
   def loss_fn(params):
     logits = model.apply({"params": params}, x)
@@ -84,22 +109,27 @@ def train_step(state: ClassifierState, images: jax.Array, labels: jax.Array,
                        opt=opt), {"loss": loss, "accuracy": acc}
 
 
-def make_train_chunk(config):
+def make_train_chunk(config, total_steps: int | None = None):
   """The jitted chunk of classifier steps, shared by calls with equal settings
   (so evaluating many sources and seeds does not recompile for each)."""
   c = config.classifier
-  return _train_chunk(config.data.num_classes, c.width, c.learning_rate,
-                      c.batch_size)
+  recipe = tuple(sorted((k, c[k]) for k in RECIPE))
+  return _train_chunk(config.data.num_classes, recipe,
+                      total_steps or c.train_steps)
+
+
+# The settings a training run depends on (beyond the data).
+RECIPE = ("width", "learning_rate", "batch_size", "schedule",
+          "warmup_fraction", "shift")
 
 
 @functools.lru_cache(maxsize=8)
-def _train_chunk(num_classes: int, width: int, learning_rate: float,
-                 batch_size: int):
-  cfg = ml_collections.ConfigDict({"width": width,
-                                   "learning_rate": learning_rate})
+def _train_chunk(num_classes: int, recipe: tuple, total_steps: int):
+  cfg = ml_collections.ConfigDict(dict(recipe))
   step = functools.partial(train_step,
                            model=models.make_classifier(cfg, num_classes),
-                           tx=optimizer(cfg), batch_size=batch_size)
+                           tx=optimizer(cfg, total_steps),
+                           batch_size=cfg.batch_size, shift=cfg.shift)
   return train_loop.repeat_step(step, {"loss": (), "accuracy": ()})
 
 
@@ -111,12 +141,23 @@ def _predict_fn(num_classes: int, width: int):
       model.apply({"params": p}, input_pipeline.to_float(x)), -1))
 
 
-def fingerprint(images: np.ndarray, labels: np.ndarray) -> str:
-  """A short hash of a training set: a stored classifier is reused only for
-  the very data it was trained on (a re-synthesized source retrains)."""
+def fingerprint(images: np.ndarray, labels: np.ndarray,
+                recipe: str = "") -> str:
+  """A short hash of a training set and recipe: a stored classifier is
+  reused only for the very data and settings it was trained with (a
+  re-synthesized source retrains)."""
   h = hashlib.sha1(np.ascontiguousarray(labels).tobytes())
   h.update(np.ascontiguousarray(images).tobytes())
+  h.update(recipe.encode())
   return h.hexdigest()[:10]
+
+
+def recipe_text(cfg, total_steps: int) -> str:
+  """The recipe as text for `fingerprint` ("" for the original recipe, so
+  classifiers stored before these settings existed are still found)."""
+  if (cfg.schedule, cfg.shift, cfg.epochs) == ("constant", 0, 0):
+    return ""
+  return repr(sorted((k, cfg[k]) for k in RECIPE)) + f"|{total_steps}"
 
 
 def store_meta(config, source: str) -> dict[str, Any]:
@@ -128,15 +169,16 @@ def store_meta(config, source: str) -> dict[str, Any]:
 def train(config, workdir: str, source: str, images: np.ndarray,
           labels: np.ndarray, seed: int) -> ClassifierState:
   """Trains (or restores the finished) classifier for `source`."""
-  total = config.classifier.train_steps
+  total = num_steps(config.classifier, len(labels))
   if len(labels) < config.classifier.batch_size:
     raise image_datasets.DatasetError(
         f"source {source!r} has {len(labels)} images, fewer than "
         f"config.classifier.batch_size={config.classifier.batch_size}")
   mngr = store.manager(
-      store.classifier_dir(workdir, source, seed, fingerprint(images, labels)),
+      store.classifier_dir(workdir, source, seed, fingerprint(
+          images, labels, recipe_text(config.classifier, total))),
       max_to_keep=1)
-  state = create_state(config, jax.random.key(seed))
+  state = create_state(config, jax.random.key(seed), total)
   restored = store.restore_latest(mngr, store.abstract(state),
                                   store_meta(config, source))
   state = state if restored is None else restored
@@ -144,7 +186,7 @@ def train(config, workdir: str, source: str, images: np.ndarray,
     logging.info("classifier[%s, seed %d]: finished checkpoint kept", source,
                  seed)
     return state
-  chunk = make_train_chunk(config)
+  chunk = make_train_chunk(config, total)
   images, labels = jax.device_put((images, labels))
   start = step = int(state.step)
   t0 = time.time()

@@ -43,6 +43,19 @@ def default_config() -> ml_collections.ConfigDict:
   # as in PyTorch's DCGAN example); False: fresh noise and a second forward.
   config.gan.reuse_fake = True
   config.gan.train_steps = 1000
+  # Small-data techniques (all off by default; see the README's ablation).
+  # DiffAugment policies applied to every image D sees: a comma list of
+  # "color", "translation", "cutout" ("" off); `augment_strength` scales them.
+  config.gan.diffaugment = ""
+  config.gan.augment_strength = 1.0
+  # EMA of G's weights (0: off), updated from step `ema_start` on; synthesis
+  # and sample grids use it (synthesis.use_ema).
+  config.gan.ema_decay = 0.0
+  config.gan.ema_start = 0
+  config.gan.spectral_norm = False  # on every D layer
+  config.gan.r1_gamma = 0.0  # R1 penalty on real images, gamma / 2 * |grad|^2
+  config.gan.mbstd = False  # minibatch standard deviation at the end of D
+  config.gan.n_critic = 1  # D updates per G update
   config.gan.strategy = "auto"  # how the K GANs are mapped: see gan_axis.py
   # How convolutions are computed ("auto", "lax", "matmul": matmul_conv.py)
   # and in which dtype ("float32", or "bfloat16" for GPU/TPU; parameters and
@@ -74,6 +87,7 @@ def default_config() -> ml_collections.ConfigDict:
   config.synthesis = ml_collections.ConfigDict()
   config.synthesis.num_per_class = 7300  # the study's number per digit
   config.synthesis.batch_size = 1000
+  config.synthesis.use_ema = True  # the EMA generator where there is one
 
   config.procedural = ml_collections.ConfigDict()
   config.procedural.num_per_class = 7300  # as many as the study's GAN set
@@ -88,6 +102,13 @@ def default_config() -> ml_collections.ConfigDict:
   config.classifier.learning_rate = 1e-3
   config.classifier.batch_size = 128
   config.classifier.train_steps = 2000
+  # epochs > 0: train each source for this many passes over its own images
+  # (train_steps is then ignored); the schedule, warm-up and augmentation
+  # are the same for every source.
+  config.classifier.epochs = 0
+  config.classifier.schedule = "constant"  # or "cosine" (with warm-up)
+  config.classifier.warmup_fraction = 0.05
+  config.classifier.shift = 0  # random shifts of up to this many pixels
   config.classifier.seed = 0
   config.classifier.eval_batch_size = 1000
 
@@ -117,7 +138,7 @@ def split_list(text: str) -> list[str]:
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError naming the first bad field and what it should be."""
-  from gansynth import gan_axis, losses, matmul_conv, models  # pylint: disable=g-import-not-at-top
+  from gansynth import augment, gan_axis, losses, matmul_conv, models  # pylint: disable=g-import-not-at-top
 
   def need(ok: bool, field: str, what: str):
     if not ok:
@@ -146,6 +167,24 @@ def validate(config: ml_collections.ConfigDict) -> None:
   one_of("gan.loss", losses.LOSSES)
   one_of("gan.on_nonfinite", ("stop", "rollback"))
   need(config.gan.max_rollbacks >= 0, "gan.max_rollbacks", "0 or more")
+  try:
+    augment.parse(config.gan.diffaugment)
+    policies_ok = True
+  except ValueError:
+    policies_ok = False
+  need(policies_ok, "gan.diffaugment",
+       f"a comma-separated list of {augment.POLICIES} (or empty)")
+  need(config.gan.augment_strength >= 0, "gan.augment_strength", "0 or more")
+  need(0 <= config.gan.ema_decay < 1, "gan.ema_decay", "must be in [0, 1)")
+  need(config.gan.ema_start >= 0, "gan.ema_start", "0 or more")
+  need(config.gan.r1_gamma >= 0, "gan.r1_gamma", "0 or more")
+  need(config.gan.n_critic >= 1, "gan.n_critic", "at least 1")
+  one_of("classifier.schedule", ("constant", "cosine"))
+  need(config.classifier.epochs >= 0, "classifier.epochs",
+       "0 (use train_steps) or more")
+  need(0 <= config.classifier.warmup_fraction < 1,
+       "classifier.warmup_fraction", "must be in [0, 1)")
+  need(config.classifier.shift >= 0, "classifier.shift", "0 or more pixels")
   one_of("gan.strategy", gan_axis.STRATEGIES)
   one_of("gan.conv", matmul_conv.CONVS)
   one_of("gan.dtype", models.DTYPES)

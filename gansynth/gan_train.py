@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from gansynth import augment
 from gansynth import gan_axis
 from gansynth import image_grid
 from gansynth import input_pipeline
@@ -44,6 +45,7 @@ class GAN:
   """One GAN's training state (or K of them, stacked on axis 0)."""
   g_params: Any
   g_stats: Any
+  g_ema: Any  # exponential moving average of g_params (= g_params if off)
   d_params: Any
   d_stats: Any
   g_opt: Any
@@ -77,7 +79,7 @@ def init_gan(key: jax.Array, generator: nn.Module, discriminator: nn.Module,
   g_vars = generator.init(kg, jnp.zeros((1, latent_dim)), train=False)
   d_vars = discriminator.init(kd, jnp.zeros((1,) + image_shape), train=False)
   return GAN(g_params=g_vars["params"], g_stats=g_vars.get("batch_stats", {}),
-             d_params=d_vars["params"], d_stats=d_vars.get("batch_stats", {}),
+             g_ema=g_vars["params"], d_params=d_vars["params"], d_stats=d_vars.get("batch_stats", {}),
              g_opt=tx.init(g_vars["params"]), d_opt=tx.init(d_vars["params"]),
              rng=jax.random.key_data(kr))
 
@@ -114,21 +116,29 @@ def step_noise(key: jax.Array, step: jax.Array, batch_size: int,
 def gan_step(gan: GAN, images: jax.Array, count: jax.Array, step: jax.Array,
              *, generator: nn.Module, discriminator: nn.Module,
              tx: optax.GradientTransformation, loss: str, batch_size: int,
-             latent_dim: int, reuse_fake: bool = True
+             latent_dim: int, reuse_fake: bool = True, diffaugment: str = "",
+             augment_strength: float = 1.0, r1_gamma: float = 0.0,
+             n_critic: int = 1, ema_decay: float = 0.0, ema_start: int = 0
              ) -> tuple[GAN, dict[str, jax.Array]]:
-  """One D update then one G update of a single GAN on its own class.
+  """`n_critic` D updates then one G update of a single GAN on its class.
 
   `images`/`count` are this GAN's class (uint8 [N_max, H, W, C], padded).
-  Randomness is fold_in(key, step): the same step always sees the same batch
-  and noise, which makes resumed runs match uninterrupted ones.
-  With `reuse_fake`, G's update backpropagates through the fake batch the D
-  update saw (one G forward per step, as PyTorch's DCGAN example does);
-  without, G's update draws fresh noise and runs G again.
+  Randomness is fold_in(key, step): the same step always sees the same batch,
+  noise and augmentation, which makes resumed runs match uninterrupted ones.
+  Every image D sees, real or fake, in D's update and in G's, goes through
+  the same random DiffAugment family (augment.py); G's gradient flows
+  through it. With `reuse_fake`, G's update backpropagates through the fake
+  batch of the last D update (one G forward per step, as PyTorch's DCGAN
+  example does); without, G's update draws fresh noise and runs G again.
   """
   key = jax.random.wrap_key_data(gan.rng)
-  real = input_pipeline.class_batch(jax.random.fold_in(key, 0), images, count,
-                                    batch_size, step)
-  z_d, z_g = step_noise(key, step, batch_size, latent_dim)
+  k_batch, k_aug = jax.random.fold_in(key, 0), jax.random.fold_in(key, 2)
+
+  def augmented(x, i):
+    if not diffaugment:
+      return x
+    k = jax.random.fold_in(jax.random.fold_in(k_aug, step), i)
+    return augment.diff_augment(k, x, diffaugment, augment_strength)
 
   def run_g(params, z):
     return generator.apply({"params": params, "batch_stats": gan.g_stats}, z,
@@ -139,26 +149,36 @@ def gan_step(gan: GAN, images: jax.Array, count: jax.Array, step: jax.Array,
                                    train=True, mutable=["batch_stats"])
     return out, upd.get("batch_stats", {})
 
-  if reuse_fake:
-    fake, g_vjp, g_upd = jax.vjp(lambda p: run_g(p, z_d), gan.g_params,
-                                 has_aux=True)
-  else:
-    fake, _ = run_g(gan.g_params, z_d)
-  fake_for_d = jax.lax.stop_gradient(fake)
+  d_params, d_stats, d_opt = gan.d_params, gan.d_stats, gan.d_opt
+  for i in range(n_critic):
+    # D update i: its own real batch and noise (batch index step*n + i).
+    sub = step * n_critic + i
+    real = input_pipeline.class_batch(k_batch, images, count, batch_size, sub)
+    z_d, z_g = step_noise(key, sub, batch_size, latent_dim)
+    if reuse_fake and i == n_critic - 1:
+      fake, g_vjp, g_upd = jax.vjp(lambda p: run_g(p, z_d), gan.g_params,
+                                   has_aux=True)
+    else:
+      fake, _ = run_g(gan.g_params, z_d)
+    fake_for_d = jax.lax.stop_gradient(fake)
 
-  def d_loss_fn(d_params):
-    real_logits, stats = run_d(d_params, gan.d_stats, real)
-    fake_logits, stats = run_d(d_params, stats, fake_for_d)
-    return (losses.discriminator_loss(loss, real_logits, fake_logits),
-            (stats, real_logits, fake_logits))
+    def d_loss_fn(params, stats, real=real, fake_for_d=fake_for_d, i=i):
+      real_in = augmented(real, 2 * i)
+      real_logits, stats = run_d(params, stats, real_in)
+      fake_logits, stats = run_d(params, stats, augmented(fake_for_d, 2 * i + 1))
+      total = losses.discriminator_loss(loss, real_logits, fake_logits)
+      if r1_gamma:
+        total += 0.5 * r1_gamma * losses.r1_penalty(
+            lambda x: run_d(params, stats, x)[0], real_in)
+      return total, (stats, real_logits, fake_logits)
 
-  (d_loss, (d_stats, real_logits, fake_logits)), d_grads = (
-      jax.value_and_grad(d_loss_fn, has_aux=True)(gan.d_params))
-  d_updates, d_opt = tx.update(d_grads, gan.d_opt, gan.d_params)
-  d_params = optax.apply_updates(gan.d_params, d_updates)
+    (d_loss, (d_stats, real_logits, fake_logits)), d_grads = (
+        jax.value_and_grad(d_loss_fn, has_aux=True)(d_params, d_stats))
+    d_updates, d_opt = tx.update(d_grads, d_opt, d_params)
+    d_params = optax.apply_updates(d_params, d_updates)
 
   def g_loss_on(fake):
-    logits, _ = run_d(d_params, d_stats, fake)
+    logits, _ = run_d(d_params, d_stats, augmented(fake, 2 * n_critic))
     return losses.generator_loss(loss, logits)
 
   if reuse_fake:
@@ -173,13 +193,28 @@ def gan_step(gan: GAN, images: jax.Array, count: jax.Array, step: jax.Array,
   g_stats = g_upd.get("batch_stats", {})
   g_updates, g_opt = tx.update(g_grads, gan.g_opt, gan.g_params)
   g_params = optax.apply_updates(gan.g_params, g_updates)
+  # EMA generator (Karras et al.; Yazici et al. 2019): before ema_start it
+  # follows the weights, so it starts from a trained G, not the init.
+  decay = jnp.where(step >= ema_start, ema_decay, 0.0)
+  g_ema = optax.incremental_update(g_params, gan.g_ema, 1.0 - decay)
 
-  new = gan.replace(g_params=g_params, g_stats=g_stats, d_params=d_params,
-                    d_stats=d_stats, g_opt=g_opt, d_opt=d_opt)
+  new = gan.replace(g_params=g_params, g_stats=g_stats, g_ema=g_ema,
+                    d_params=d_params, d_stats=d_stats, g_opt=g_opt,
+                    d_opt=d_opt)
   metrics = {"d_loss": d_loss, "g_loss": g_loss,
              "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
              "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits))}
   return new, metrics
+
+
+def step_options(gan_config) -> dict[str, Any]:
+  """gan_step's keyword settings from `config.gan`."""
+  g = gan_config
+  return dict(loss=g.loss, batch_size=g.batch_size, latent_dim=g.latent_dim,
+              reuse_fake=g.reuse_fake, diffaugment=g.diffaugment,
+              augment_strength=g.augment_strength, r1_gamma=g.r1_gamma,
+              n_critic=g.n_critic, ema_decay=g.ema_decay,
+              ema_start=g.ema_start)
 
 
 def make_step(config, apart: bool = False) -> Callable:
@@ -192,9 +227,7 @@ def make_step(config, apart: bool = False) -> Callable:
       config.gan, config.data.image_size, config.data.channels)
   step = functools.partial(
       gan_step, generator=generator, discriminator=discriminator,
-      tx=optimizer(config.gan), loss=config.gan.loss,
-      batch_size=config.gan.batch_size, latent_dim=config.gan.latent_dim,
-      reuse_fake=config.gan.reuse_fake)
+      tx=optimizer(config.gan), **step_options(config.gan))
   return gan_axis.map_over_gans(step, config.gan.strategy,
                                 work=step_work(config), apart=apart)
 
@@ -245,14 +278,20 @@ def make_sampler(config) -> Callable:
   """
   generator, _ = models.make_gan(config.gan, config.data.image_size,
                                  config.data.channels)
+  ema = uses_ema(config)
 
   def sample_one(gan: GAN, z):
-    return generator.apply({"params": gan.g_params,
+    return generator.apply({"params": gan.g_ema if ema else gan.g_params,
                             "batch_stats": gan.g_stats}, z, train=False)
 
   return jax.jit(gan_axis.map_over_gans(sample_one, config.gan.strategy,
                                         in_batched=(True, True),
                                         work=step_work(config)))
+
+
+def uses_ema(config) -> bool:
+  """Whether samples come from the EMA generator (where there is one)."""
+  return config.synthesis.use_ema and config.gan.ema_decay > 0
 
 
 def fixed_noise(config, per_class: int) -> jax.Array:

@@ -85,6 +85,24 @@ def num_doublings(image_size: int, max_doublings: int) -> int:
   return n
 
 
+def minibatch_std(x: jnp.ndarray, group_size: int = 4) -> jnp.ndarray:
+  """Appends one feature map: the std of features across groups of samples.
+
+  StyleGAN's minibatch standard deviation (Karras et al. 2018): D sees how
+  varied a batch is, so a generator that collapses to a few modes is easy to
+  tell from real data. Groups take every (N / group)-th sample.
+  """
+  n = x.shape[0]
+  g = min(group_size, n)
+  while n % g:
+    g -= 1
+  y = x.astype(jnp.float32).reshape((g, n // g) + x.shape[1:])
+  y = jnp.sqrt(jnp.var(y, axis=0) + 1e-8).mean(axis=(1, 2, 3))  # [n // g]
+  y = jnp.tile(y, g)[:, None, None, None]
+  y = jnp.broadcast_to(y, x.shape[:3] + (1,)).astype(x.dtype)
+  return jnp.concatenate([x, y], axis=-1)
+
+
 class _GANModule(nn.Module):
   """Shared fields: how convolutions are computed, and the compute dtype."""
   conv: str = "lax"
@@ -98,6 +116,15 @@ class _GANModule(nn.Module):
       kwargs["conv_general_dilated"] = (matmul_conv.upsampling(conv)
                                         if upsample else conv)
     return cls(*args, dtype=self.dtype, **kwargs)
+
+  def d_layer(self, cls, *args, train: bool, **kwargs):
+    """A discriminator layer, spectrally normalised if `spectral_norm`
+    (Miyato et al. 2018; its power-iteration vector is carried in
+    `batch_stats` and advanced only when training)."""
+    layer = self.layer(cls, *args, **kwargs)
+    if not getattr(self, "spectral_norm", False):
+      return layer
+    return lambda x: nn.SpectralNorm(layer)(x, update_stats=train)
 
   def batch_norm(self, x, train: bool):
     return self.layer(nn.BatchNorm, use_running_average=not train,
@@ -133,18 +160,26 @@ class StudyGenerator(_GANModule):
 
 
 class StudyDiscriminator(_GANModule):
-  """image -> 3 x (conv, max-pool) -> dense -> one logit."""
+  """image -> 3 x (conv, max-pool) -> dense -> one logit.
+
+  No batch norm, so D's real and fake batches stay independent. Options for
+  small data: `spectral_norm` on every layer, `mbstd` (minibatch standard
+  deviation before the dense layer).
+  """
   width: int = 64
+  spectral_norm: bool = False
+  mbstd: bool = False
 
   @nn.compact
   def __call__(self, x, train: bool = True):
-    del train  # No batch norm: keeps D's real and fake batches independent.
     for f in (self.width, 2 * self.width, 4 * self.width):
       # Pooling first: max commutes with the (monotone) activation, which
       # then runs on a quarter of the values.
-      x = max_pool_2x2(self.layer(nn.Conv, f, (3, 3))(x))
+      x = max_pool_2x2(self.d_layer(nn.Conv, f, (3, 3), train=train)(x))
       x = nn.leaky_relu(x, 0.2)
-    x = self.layer(nn.Dense, 1)(x.reshape(x.shape[0], -1))
+    if self.mbstd:
+      x = minibatch_std(x)
+    x = self.d_layer(nn.Dense, 1, train=train)(x.reshape(x.shape[0], -1))
     return x[:, 0].astype(jnp.float32)
 
 
@@ -180,19 +215,25 @@ class DCGANGenerator(_GANModule):
 
 class DCGANDiscriminator(_GANModule):
   """Radford et al.: strided 5x5 convs, batch norm after the first, leaky
-  ReLU."""
+  ReLU. With `spectral_norm` the layers are normalised instead of batch
+  normed (SNGAN); `mbstd` as in StudyDiscriminator."""
   width: int = 64
   num_layers: int = 3
+  spectral_norm: bool = False
+  mbstd: bool = False
 
   @nn.compact
   def __call__(self, x, train: bool = True):
     for i in range(self.num_layers):
-      x = self.layer(nn.Conv, self.width * 2 ** i, (5, 5), strides=(2, 2),
-                     padding="SAME", use_bias=i == 0)(x)
-      if i > 0:
+      norm = i > 0 and not self.spectral_norm
+      x = self.d_layer(nn.Conv, self.width * 2 ** i, (5, 5), strides=(2, 2),
+                       padding="SAME", use_bias=not norm, train=train)(x)
+      if norm:
         x = self.batch_norm(x, train)
       x = nn.leaky_relu(x, 0.2)
-    x = self.layer(nn.Dense, 1)(x.reshape(x.shape[0], -1))
+    if self.mbstd:
+      x = minibatch_std(x)
+    x = self.d_layer(nn.Dense, 1, train=train)(x.reshape(x.shape[0], -1))
     return x[:, 0].astype(jnp.float32)
 
 
@@ -218,16 +259,18 @@ def make_gan(gan_config: Any, image_size: int,
   """Builds (generator, discriminator) for `config.gan`."""
   arch = gan_config.architecture
   common = dict(conv=gan_config.conv, dtype=jnp.dtype(gan_config.dtype))
+  d_options = dict(spectral_norm=gan_config.spectral_norm,
+                   mbstd=gan_config.mbstd, **common)
   if arch == "study":
     return (StudyGenerator(image_size=image_size, channels=channels,
                            width=gan_config.g_width, **common),
-            StudyDiscriminator(width=gan_config.d_width, **common))
+            StudyDiscriminator(width=gan_config.d_width, **d_options))
   if arch == "dcgan":
     n_layers = max(1, num_doublings(image_size, 4))
     return (DCGANGenerator(image_size=image_size, channels=channels,
                            width=gan_config.g_width, **common),
             DCGANDiscriminator(width=gan_config.d_width, num_layers=n_layers,
-                               **common))
+                               **d_options))
   raise ValueError(f"config.gan.architecture={arch!r}; choose one of "
                    f"{ARCHITECTURES}")
 

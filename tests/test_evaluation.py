@@ -109,7 +109,7 @@ def test_evaluate_trains_no_gan_and_reuses_classifiers(finished_workdir,
   trained = []
   make_chunk = classifier_train.make_train_chunk
   monkeypatch.setattr(classifier_train, "make_train_chunk",
-                      lambda c: trained.append(1) or make_chunk(c))
+                      lambda c, *a: trained.append(1) or make_chunk(c, *a))
   config.stages = "evaluate"
   pipeline.run(config, workdir)
   # New: real and gan seed 1 (seed 0 came from classify), and real0.1,
