@@ -37,8 +37,7 @@ def source_dir(workdir: str, source: str) -> str:
 
 def load_generators(config, workdir: str) -> gan_train.GANState:
   mngr = store.manager(store.gan_dir(workdir))
-  abstract = gan_train.abstract_state(config)
-  state = store.restore_latest(mngr, abstract, gan_train.store_meta(config))
+  state = gan_train.restore_latest(config, mngr)
   if state is None:
     raise store.CheckpointError(
         f"no GAN checkpoint in {store.gan_dir(workdir)}: run the train_gan "
