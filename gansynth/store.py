@@ -17,7 +17,6 @@ an unreadable step: warned about in one line and skipped for an older one.
 from __future__ import annotations
 
 import concurrent.futures
-import errno
 import json
 import os
 from typing import Any, Callable, Mapping
@@ -29,6 +28,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from gansynth import parallel
+from gansynth import workdir_lock
 
 DIGESTS = "digests"  # meta key: {leaf path: crc32 hex} of the saved state
 META_DIGEST = "meta_digest"  # meta key: crc32 of the rest of meta
@@ -118,16 +118,14 @@ def first_mismatch(state: Any, digests: Mapping[str, str]) -> str | None:
 
 def os_reason(e: BaseException) -> str:
   """A short reason for an OS-level failure, from `e` or what it wraps."""
+  if workdir_lock.disk_full(e):
+    return "the disk is full"
   seen = e
   while seen is not None:
-    if isinstance(seen, OSError) and seen.errno == errno.ENOSPC:
-      return "the disk is full"
-    if "No space left on device" in str(seen):
-      return "the disk is full"
     if isinstance(seen, OSError) and seen.strerror:
       return seen.strerror
     seen = seen.__cause__ or seen.__context__
-  return f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
+  return first_line(e)
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state: Any,
@@ -138,18 +136,21 @@ def save(mngr: ocp.CheckpointManager, step: int, state: Any,
   step into place once it is complete) and says so in one line.
   """
   record = with_digests(meta, state)
+  directory = os.fspath(mngr.directory)
+  gone = CheckpointError(
+      f"could not save checkpoint step {step}: {directory} no longer exists "
+      "(deleted or unmounted during the run); bring it back and rerun the "
+      "same command")
+  if not os.path.isdir(directory):  # Orbax would quietly make a new one
+    raise gone
   try:
     mngr.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(record)),
               force=True)
     mngr.wait_until_finished()
   except Exception as e:  # pylint: disable=broad-except
-    directory = os.fspath(mngr.directory)
     if not os.path.isdir(directory):
-      raise CheckpointError(
-          f"could not save checkpoint step {step}: {directory} no longer "
-          "exists (deleted or unmounted during the run); bring it back and "
-          "rerun the same command") from e
+      raise gone from e
     mngr.reload()
     earlier = [s for s in mngr.all_steps() if s != step]
     kept = (f"the previous checkpoint (step {max(earlier)}) is kept"
