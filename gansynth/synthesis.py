@@ -114,7 +114,7 @@ def store_source(workdir: str, source: str, stamp: dict, produce,
       k: v for k, v in stored.items() if k != DIGEST} == stamp:
     problem = unverified(directory, stored)
     if problem is None:
-      logging.info("%s: %s is up to date and verified, kept", source,
+      logging.info("%s: %s is up to date, kept (its files verify)", source,
                    directory)
       return directory
     logging.warning("%s: %s cannot be vouched for (%s); regenerating it",
