@@ -156,6 +156,19 @@ def old_checkpoint_without_digests(env):
   return "kept"
 
 
+def rollback_past_unverified_step(env):
+  """A rollback restores only verified steps: not one without digests."""
+  mngr = store.manager(str(env.store))
+  mngr.save(6, args=store.ocp.args.Composite(
+      state=store.ocp.args.StandardSave(env.states[STEPS[-1]]),
+      meta=store.ocp.args.JsonSave(gan_train.store_meta(env.config))))
+  state = gan_train.restore_or_create(env.config, mngr, verified_only=True)
+  chex.assert_trees_all_equal(jax.device_get(state), env.states[STEPS[-1]])
+  (warning,) = [w for w in env.warnings() if "/6" in w]
+  assert "carries no digests, so it cannot be verified" in warning
+  return "fallback"
+
+
 def every_step_damaged(env):
   for step in STEPS:
     flip(largest(env.store / str(step), "state/ocdbt.process_0/d/*"))
@@ -367,6 +380,8 @@ FAULTS = [
      "fallback"),
     ("checkpoint written before digests", old_checkpoint_without_digests,
      "kept"),
+    ("rollback with an unverified newest step",
+     rollback_past_unverified_step, "fallback"),
     ("every checkpoint damaged", every_step_damaged,
      (CheckpointError, "none of the checkpoints [4, 2]")),
     ("ENOSPC during a checkpoint save", failing_meta_write(errno.ENOSPC),
