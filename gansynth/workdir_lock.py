@@ -96,6 +96,8 @@ def guard(workdir: str) -> Iterator[None]:
     yield
   except Exception as e:  # pylint: disable=broad-except
     reason = (str(e).splitlines() or [""])[0][:200]
+    if "no longer exists" in str(e) or "disk is full" in str(e):
+      raise  # already says so (e.g. a failed checkpoint save, what it kept)
     if not os.path.isdir(workdir):
       raise WorkdirError(
           f"--workdir={workdir} no longer exists: it was deleted or unmounted "

@@ -196,6 +196,21 @@ def failing_meta_write(error):
   return scenario
 
 
+def disk_fills_during_training(env):
+  """The run resumes from step 4; its save of step 6 hits a full disk."""
+  def write(self, x, directory):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+  env.monkeypatch.setattr(json_checkpoint_handler.JsonCheckpointHandler,
+                          "_save_fn", write)
+  env.config.stages = "train_gan"
+  try:
+    pipeline.run(env.config, str(env.tmp / "workdir"))
+  finally:
+    env.monkeypatch.undo()
+    state = jax.device_get(env.restore())
+    chex.assert_trees_all_equal(state, env.states[STEPS[-1]])
+
+
 def store_vanishes(env):
   mngr = store.manager(str(env.store))
   shutil.rmtree(env.tmp / "workdir")
@@ -387,6 +402,9 @@ FAULTS = [
     ("ENOSPC during a checkpoint save", failing_meta_write(errno.ENOSPC),
      (CheckpointError, "(the disk is full); the previous checkpoint (step 4) "
       "is kept")),
+    ("ENOSPC during a training run", disk_fills_during_training,
+     (CheckpointError, "step 6", "(the disk is full); the previous "
+      "checkpoint (step 4) is kept")),
     ("read-only file system during a save", failing_meta_write(errno.EROFS),
      (CheckpointError, "(Read-only file system); the previous checkpoint "
       "(step 4) is kept")),
