@@ -40,11 +40,11 @@ class ClassifierState:
 
 def load_source(config, workdir: str,
                 source: str) -> tuple[np.ndarray, np.ndarray]:
-  """Training images of a source: `real`, or a synthetic set in the workdir."""
+  """Training images of a source: `real`, or a synthetic set in the workdir
+  (verified against the digest recorded when it was written)."""
   if source == "real":
     return input_pipeline.load_split(config.data, config.data.train_split)
-  images, labels = image_datasets.load_written(
-      synthesis.source_dir(workdir, source), "train")
+  images, labels = synthesis.load_verified(workdir, source)
   return input_pipeline.fit_images(images, config.data.image_size,
                                    config.data.channels), labels
 

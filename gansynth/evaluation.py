@@ -216,13 +216,11 @@ def distances(config, params, reference: Data,
 
 
 def restore_gans(config, mngr, step: int) -> gan_train.GANState:
-  """The GAN checkpoint of one step (restore_latest only gives the newest)."""
-  abstract = gan_train.abstract_state(config)
-  restored = mngr.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
-  store.check_compatible(restored["meta"], gan_train.store_meta(config),
-                         f"{mngr.directory}/{step}")
-  return restored["state"]
+  """The GAN checkpoint of one step (restore_latest only gives the newest),
+  verified as restore_latest verifies it."""
+  return store.restore_step(mngr, step, gan_train.abstract_state(config),
+                            gan_train.store_meta(config),
+                            check=gan_train.nonfinite_restored)
 
 
 def samples_by_step(config, workdir: str) -> dict[int, np.ndarray]:
@@ -234,8 +232,11 @@ def samples_by_step(config, workdir: str) -> dict[int, np.ndarray]:
   noise = gan_train.fixed_noise(config, config.gan.grid_per_class)
   mngr = store.manager(store.gan_dir(workdir))
   states = {0: gan_train.create_state(config, jax.random.key(config.seed))}
-  states.update({s: restore_gans(config, mngr, s)
-                 for s in sorted(mngr.all_steps())})
+  for step in sorted(mngr.all_steps()):
+    try:
+      states[step] = restore_gans(config, mngr, step)
+    except store.CorruptCheckpoint as e:
+      logging.warning("%s; left out of the pictures", e)
   return {s: input_pipeline.to_uint8(sampler(st.gans, noise))
           for s, st in states.items()}
 

@@ -323,10 +323,32 @@ def abstract_state(config) -> GANState:
       jax.eval_shape(lambda: create_state(config, jax.random.key(0))))
 
 
-def restore_or_create(config, mngr) -> GANState:
-  """The newest readable stored state, else the initial one (config.seed)."""
-  restored = store.restore_latest(mngr, abstract_state(config),
-                                  store_meta(config))
+def restore_latest(config, mngr,
+                   verified_only: bool = False) -> GANState | None:
+  """The newest stored state whose bytes match their digests and whose
+  parameters are finite (see store.restore_latest), or None."""
+  return store.restore_latest(mngr, abstract_state(config), store_meta(config),
+                              check=nonfinite_restored,
+                              verified_only=verified_only)
+
+
+def nonfinite_restored(state: GANState) -> str | None:
+  """Names the GANs of a restored state whose parameters are not finite.
+
+  Training never saves such a state (it stops or rolls back first), so in a
+  restored one it is damage to the checkpoint, not a divergence.
+  """
+  bad = np.flatnonzero(~np.asarray(jax.device_get(
+      params_finite(state.gans)))).tolist()
+  if not bad:
+    return None
+  return (f"GAN(s) {bad} have non-finite parameters as restored (training "
+          "never saves those, so the files are damaged)")
+
+
+def restore_or_create(config, mngr, verified_only: bool = False) -> GANState:
+  """The newest usable stored state, else the initial one (config.seed)."""
+  restored = restore_latest(config, mngr, verified_only)
   if restored is None:
     return create_state(config, jax.random.key(config.seed))
   return restored
@@ -352,12 +374,12 @@ def params_finite(gans: GAN) -> jax.Array:
 
 def roll_back(config, mngr, state: GANState, bad: list[int],
               attempt: int) -> GANState:
-  """Puts GANs `bad` back to their newest stored (or initial) state.
+  """Puts GANs `bad` back to their newest verified stored (or initial) state.
 
   Each gets a new PRNG key, so it does not walk into the same divergence;
   the other GANs keep every step of progress.
   """
-  good = restore_or_create(config, mngr)
+  good = restore_or_create(config, mngr, verified_only=True)
   rng = np.array(jax.device_get(good.gans.rng))
   for k in bad:
     rng[k] = jax.random.key_data(jax.random.fold_in(
@@ -383,7 +405,8 @@ def handle_nonfinite(config, mngr, state: GANState, bad: list[int], step: int,
                     rollbacks + 1, config.gan.max_rollbacks)
     return roll_back(config, mngr, state, bad, rollbacks)
   raise NonFiniteError(
-      f"{where}; stopped, the last finite checkpoint is kept. Lower "
+      f"{where}: training diverged (the state it started from was finite); "
+      "stopped, the stored checkpoints are kept. Lower "
       "config.gan.learning_rate, change config.seed, or set "
       "config.gan.on_nonfinite=rollback, then rerun.")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from typing import Mapping
+import zlib
 
 import numpy as np
 import tensorflow as tf
@@ -73,12 +74,39 @@ def dataset_dir(root_dir: str, name: str) -> str:
 
 
 def load_arrays(builder: tfds.core.DatasetBuilder, split: str,
-                fit=None) -> tuple[np.ndarray, np.ndarray]:
+                fit=None, remedy: str = "") -> tuple[np.ndarray, np.ndarray]:
   """Reads a whole split into memory: (uint8 [N, H, W, C], int32 [N]).
 
   `fit` (tf image -> tf image) runs inside tf.data, before the split is held
-  in memory. Data sets without labels (CelebA) get label 0.
+  in memory. Data sets without labels (CelebA) get label 0. A damaged file
+  raises DatasetError naming it, followed by `remedy` (how to remake it).
   """
+  try:
+    return _load_arrays(builder, split, fit)
+  except tf.errors.OpError as e:
+    reason = (e.message.splitlines() or [""])[0][:200]
+    bad = damaged_file(builder, split) or f"a file in {builder.data_dir}"
+    raise DatasetError(
+        f"{builder.name}[{split}] cannot be read: {bad} is damaged "
+        f"({type(e).__name__}: {reason}). {remedy}") from None
+
+
+def damaged_file(builder: tfds.core.DatasetBuilder, split: str) -> str | None:
+  """The first record file of `split` whose records fail their checksums."""
+  try:
+    paths = builder.info.splits[split.split("[")[0]].filepaths
+  except (KeyError, ValueError):
+    return None
+  for path in paths:
+    try:
+      for _ in tf.data.TFRecordDataset(os.fspath(path)):
+        pass
+    except tf.errors.OpError:
+      return os.fspath(path)
+  return None
+
+
+def _load_arrays(builder, split, fit):
   def example(ex):
     image = ex["image"]
     if image.shape.rank == 2:
@@ -98,9 +126,33 @@ def load_arrays(builder: tfds.core.DatasetBuilder, split: str,
           np.concatenate(labels).astype(np.int32))
 
 
-def load_written(directory: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+def load_written(directory: str, split: str,
+                 remedy: str = "") -> tuple[np.ndarray, np.ndarray]:
   """Reads a split of a data set written by `write_image_dataset`."""
   if not tf.io.gfile.exists(os.path.join(directory, "dataset_info.json")):
     raise DatasetError(f"no data set at {directory}: run the stage that "
                        "writes it first (see docs/configs.md, 'Stages')")
-  return load_arrays(tfds.builder_from_directory(directory), split)
+  return load_arrays(tfds.builder_from_directory(directory), split,
+                     remedy=remedy)
+
+
+def arrays_digest(images: np.ndarray, labels: np.ndarray) -> str:
+  """CRC32 of a labelled set's uint8 images and int64 labels, as read back."""
+  crc = zlib.crc32(np.ascontiguousarray(labels, np.int64).reshape(-1))
+  crc = zlib.crc32(np.ascontiguousarray(images, np.uint8).reshape(-1), crc)
+  return f"{crc:08x}"
+
+
+def files_digest(directory: str) -> dict[str, str]:
+  """CRC32 of every file under `directory`, by path relative to it: cheap to
+  recheck (no decoding), and any damaged byte changes one."""
+  out = {}
+  for root, _, files in os.walk(directory):
+    for name in sorted(files):
+      path = os.path.join(root, name)
+      crc = 0
+      with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+          crc = zlib.crc32(chunk, crc)
+      out[os.path.relpath(path, directory)] = f"{crc:08x}"
+  return out

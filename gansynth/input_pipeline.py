@@ -90,9 +90,16 @@ def fit_images(images: np.ndarray, image_size: int,
 
 def load_split(data_config: Any, split: str) -> tuple[np.ndarray, np.ndarray]:
   """A real split at the config's size: (uint8 [N, H, W, C], int32 [N])."""
+  builder = open_builder(data_config)
+  if data_config.name in gansynth.datasets.LOCAL:
+    remedy = (f"Delete {builder.data_dir}; the next run prepares it again.")
+  else:
+    remedy = (f"Delete {builder.data_dir} and import the original files "
+              f"again: {data_import.PREPARE_COMMAND}")
   images, labels = image_datasets.load_arrays(
-      open_builder(data_config), split,
-      fit=lambda x: fit_tf(x, data_config.image_size, data_config.channels))
+      builder, split,
+      fit=lambda x: fit_tf(x, data_config.image_size, data_config.channels),
+      remedy=remedy)
   check_labels(labels, data_config.num_classes, f"{data_config.name}[{split}]")
   return images, labels
 

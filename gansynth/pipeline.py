@@ -8,6 +8,7 @@ reuses what is stored instead of redoing it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -25,6 +26,7 @@ from gansynth import input_pipeline
 from gansynth import parallel
 from gansynth import results
 from gansynth import synthesis
+from gansynth import workdir_lock
 from gansynth.config_schema import ConfigError
 
 
@@ -69,10 +71,18 @@ def classify(config, workdir: str) -> dict:
 
 
 def run(config, workdir: str) -> None:
-  """Runs the configured stages in order."""
+  """Runs the configured stages in order, as the workdir's one writer."""
   config_schema.validate(config)
-  stages = config_schema.split_list(config.stages)
   prepare_workdir(config, workdir)
+  lock = (workdir_lock.hold(workdir) if parallel.is_primary()
+          else contextlib.nullcontext())
+  with lock, workdir_lock.guard(workdir):
+    run_stages(config, workdir)
+
+
+def run_stages(config, workdir: str) -> None:
+  """The stages of `run`, in order (the workdir is prepared and locked)."""
+  stages = config_schema.split_list(config.stages)
   logging.info("gansynth: stages %s, workdir %s, devices %s", stages, workdir,
                jax.devices())
   timings = {}

@@ -37,8 +37,7 @@ def source_dir(workdir: str, source: str) -> str:
 
 def load_generators(config, workdir: str) -> gan_train.GANState:
   mngr = store.manager(store.gan_dir(workdir))
-  abstract = gan_train.abstract_state(config)
-  state = store.restore_latest(mngr, abstract, gan_train.store_meta(config))
+  state = gan_train.restore_latest(config, mngr)
   if state is None:
     raise store.CheckpointError(
         f"no GAN checkpoint in {store.gan_dir(workdir)}: run the train_gan "
@@ -64,40 +63,105 @@ def generate(config, state: gan_train.GANState, num_per_class: int,
   return images.reshape((-1,) + images.shape[2:]), labels
 
 
+DIGEST = "digest"  # stamp key: {"arrays": crc32, "files": {path: crc32}}
+
+
+def stamp_path(workdir: str, source: str) -> str:
+  return os.path.join(synthetic_root(workdir), f"{source}.json")
+
+
+def read_stamp(workdir: str, source: str) -> dict | None:
+  """The stored stamp of `source` (with its digest), None if absent or
+  unreadable."""
+  try:
+    with open(stamp_path(workdir, source)) as f:
+      stamp = json.load(f)
+  except (OSError, ValueError):
+    return None
+  return stamp if isinstance(stamp, dict) else None
+
+
+def unverified(directory: str, stored: dict) -> str | None:
+  """Why the files of a stored source do not match its stamp, or None."""
+  digest = stored.get(DIGEST)
+  if not isinstance(digest, dict) or "files" not in digest:
+    return "its stamp has no digest (written by an older gansynth)"
+  actual = image_datasets.files_digest(directory)
+  for name in sorted(set(actual) | set(digest["files"])):
+    if actual.get(name) != digest["files"].get(name):
+      what = "is missing" if name not in actual else (
+          "is not in its stamp" if name not in digest["files"] else
+          "does not match its digest")
+      return f"file {name} {what}"
+  return None
+
+
 def store_source(workdir: str, source: str, stamp: dict, produce,
                  num_classes: int, grid_per_class: int) -> str:
   """Writes synthetic source `source` unless one made the same way exists.
 
   `stamp` says how the source is made (checkpoint step, counts, seeds,
-  settings); `produce()` returns (uint8 images, labels). A source whose stored
-  stamp equals `stamp` is kept, so reruns never regenerate it.
+  settings); `produce()` returns (uint8 images, labels). The stored stamp
+  adds digests of the images and labels and of every file written. A source
+  whose stamp equals `stamp` and whose files match their digests is kept, so
+  reruns never regenerate it; a damaged one is regenerated.
   """
   directory = source_dir(workdir, source)
-  stamp_path = os.path.join(synthetic_root(workdir), f"{source}.json")
+  path = stamp_path(workdir, source)
   stamp = json.loads(json.dumps(stamp))  # as it reads back from JSON
-  if os.path.exists(stamp_path) and os.path.isdir(directory):
-    with open(stamp_path) as f:
-      if json.load(f) == stamp:
-        logging.info("%s: %s is up to date, kept", source, directory)
-        return directory
+  stored = read_stamp(workdir, source)
+  if stored is not None and os.path.isdir(directory) and {
+      k: v for k, v in stored.items() if k != DIGEST} == stamp:
+    problem = unverified(directory, stored)
+    if problem is None:
+      logging.info("%s: %s is up to date, kept (its files verify)", source,
+                   directory)
+      return directory
+    logging.warning("%s: %s cannot be vouched for (%s); regenerating it",
+                    source, directory, problem)
   t0 = time.time()
   images, labels = produce()
   t1 = time.time()
   logging.info("%s: made %d images in %.1fs", source, len(images), t1 - t0)
-  if os.path.exists(stamp_path):
-    os.remove(stamp_path)
+  if os.path.exists(path):
+    os.remove(path)
   if os.path.exists(directory):
     shutil.rmtree(directory)
   image_datasets.write_image_dataset(
       synthetic_root(workdir), source, {"train": (images, labels)},
       num_classes, description=json.dumps(stamp))
-  with open(stamp_path, "w") as f:
-    json.dump(stamp, f)
+  digest = {"arrays": image_datasets.arrays_digest(images, labels),
+            "files": image_datasets.files_digest(directory)}
+  with open(path + ".tmp", "w") as f:
+    json.dump(dict(stamp, **{DIGEST: digest}), f)
+  os.replace(path + ".tmp", path)  # a stamp is whole or absent
   logging.info("%s: wrote %s in %.1fs", source, directory, time.time() - t1)
   image_grid.save_grid(
       os.path.join(workdir, "samples", f"{source}_synthetic.png"),
       image_grid.per_class_grid(images, labels, num_classes, grid_per_class))
   return directory
+
+
+def load_verified(workdir: str, source: str) -> tuple[np.ndarray, np.ndarray]:
+  """A synthetic source's images and labels, only if they match the digest
+  its stamp recorded when it was written (else a one-line DatasetError)."""
+  directory = source_dir(workdir, source)
+  remedy = ("Rerun with --config.stages=synthesize (plus the later stages) "
+            "to regenerate it.")
+  images, labels = image_datasets.load_written(directory, "train", remedy)
+  stored = read_stamp(workdir, source) or {}
+  digest = stored.get(DIGEST)
+  expected = digest.get("arrays") if isinstance(digest, dict) else None
+  if expected is None:
+    raise image_datasets.DatasetError(
+        f"synthetic set {source!r} at {directory} has no digest in "
+        f"{stamp_path(workdir, source)}, so it cannot be vouched for. "
+        f"{remedy}")
+  if image_datasets.arrays_digest(images, labels) != expected:
+    raise image_datasets.DatasetError(
+        f"synthetic set {source!r} at {directory} does not match the digest "
+        f"recorded when it was written (damaged). {remedy}")
+  return images, labels
 
 
 def synthesize(config, workdir: str) -> str:

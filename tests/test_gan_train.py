@@ -29,9 +29,8 @@ def single_step(config):
                          config.data.channels)
   return jax.jit(functools.partial(
       gan_train.gan_step, generator=g, discriminator=d,
-      tx=gan_train.optimizer(config.gan), loss=config.gan.loss,
-      batch_size=config.gan.batch_size, latent_dim=config.gan.latent_dim,
-      reuse_fake=config.gan.reuse_fake))
+      tx=gan_train.optimizer(config.gan),
+      **gan_train.step_options(config.gan)))
 
 
 def take(tree, k):
