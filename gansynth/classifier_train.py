@@ -49,12 +49,19 @@ def load_source(config, workdir: str,
                                    config.data.channels), labels
 
 
-def num_steps(cfg, num_images: int) -> int:
-  """Steps for a source of `num_images`: `epochs` passes over it, or
-  `train_steps` when epochs is 0."""
+def num_steps(cfg, num_real: int) -> int:
+  """Steps of every source: `epochs` passes over the real training set
+  (`num_real` images), or `train_steps` when epochs is 0. Every source, real
+  or synthetic and whatever its size, gets the same steps and schedule."""
   if cfg.epochs > 0:
-    return max(1, -(-int(cfg.epochs * num_images) // cfg.batch_size))
+    return max(1, -(-int(cfg.epochs * num_real) // cfg.batch_size))
   return cfg.train_steps
+
+
+def real_train_size(data_config) -> int:
+  """Images in the real training split (tfds' split info, slices too)."""
+  builder = input_pipeline.open_builder(data_config)
+  return builder.info.splits[data_config.train_split].num_examples
 
 
 def learning_rate(cfg, total_steps: int) -> optax.Schedule:
@@ -169,7 +176,8 @@ def store_meta(config, source: str) -> dict[str, Any]:
 def train(config, workdir: str, source: str, images: np.ndarray,
           labels: np.ndarray, seed: int) -> ClassifierState:
   """Trains (or restores the finished) classifier for `source`."""
-  total = num_steps(config.classifier, len(labels))
+  total = num_steps(config.classifier, real_train_size(config.data)
+                    if config.classifier.epochs else 0)
   if len(labels) < config.classifier.batch_size:
     raise image_datasets.DatasetError(
         f"source {source!r} has {len(labels)} images, fewer than "

@@ -102,9 +102,9 @@ def default_config() -> ml_collections.ConfigDict:
   config.classifier.learning_rate = 1e-3
   config.classifier.batch_size = 128
   config.classifier.train_steps = 2000
-  # epochs > 0: train each source for this many passes over its own images
-  # (train_steps is then ignored); the schedule, warm-up and augmentation
-  # are the same for every source.
+  # epochs > 0: train every source for as many steps as this many passes
+  # over the real training set take (train_steps is then ignored); steps,
+  # schedule, warm-up and augmentation are the same for every source.
   config.classifier.epochs = 0
   config.classifier.schedule = "constant"  # or "cosine" (with warm-up)
   config.classifier.warmup_fraction = 0.05

@@ -7,7 +7,7 @@ from gansynth import classifier_train
 from gansynth import input_pipeline
 
 
-def test_epochs_set_the_steps_per_source(tiny_config):
+def test_epochs_over_the_real_set_set_every_sources_steps(tiny_config):
   cfg = tiny_config.classifier
   assert classifier_train.num_steps(cfg, 1000) == cfg.train_steps
   cfg.epochs = 3
@@ -46,15 +46,20 @@ def test_recipe_learns_real_digits_and_is_stored_apart(tiny_config,
   test_images, test_labels = input_pipeline.load_split(config.data, "test")
   state = classifier_train.train(config, str(tmp_path), "real", images,
                                  labels, seed=0)
+  assert classifier_train.real_train_size(config.data) == len(labels)
   assert int(state.step) == classifier_train.num_steps(config.classifier,
                                                        len(labels))
+  # A synthetic source of another size trains for the same steps.
+  half = classifier_train.train(config, str(tmp_path), "gan", images[::2],
+                                labels[::2], seed=0)
+  assert int(half.step) == int(state.step)
   accuracy = np.mean(classifier_train.predict(config, state.params,
                                               test_images) == test_labels)
   assert accuracy > 0.6  # chance is 0.1
   config.classifier.shift = 0
   other = classifier_train.train(config, str(tmp_path), "real", images,
                                  labels, seed=0)
-  assert len(list((tmp_path / "checkpoints" / "classifier").iterdir())) == 2
+  assert len(list((tmp_path / "checkpoints" / "classifier").iterdir())) == 3
   assert not np.array_equal(
       np.asarray(state.params["Dense_0"]["kernel"]),
       np.asarray(other.params["Dense_0"]["kernel"]))
