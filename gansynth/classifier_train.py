@@ -25,6 +25,7 @@ from gansynth import augment
 from gansynth import image_datasets
 from gansynth import input_pipeline
 from gansynth import models
+from gansynth import paths
 from gansynth import store
 from gansynth import synthesis
 from gansynth import train_loop
@@ -183,7 +184,7 @@ def train(config, workdir: str, source: str, images: np.ndarray,
         f"source {source!r} has {len(labels)} images, fewer than "
         f"config.classifier.batch_size={config.classifier.batch_size}")
   mngr = store.manager(
-      store.classifier_dir(workdir, source, seed, fingerprint(
+      paths.classifier_checkpoints(workdir, source, seed, fingerprint(
           images, labels, recipe_text(config.classifier, total))),
       max_to_keep=1)
   state = create_state(config, jax.random.key(seed), total)

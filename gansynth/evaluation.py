@@ -39,6 +39,7 @@ from gansynth import gan_train
 from gansynth import input_pipeline
 from gansynth import metrics_log
 from gansynth import models
+from gansynth import paths
 from gansynth import plots
 from gansynth import store
 
@@ -230,7 +231,7 @@ def samples_by_step(config, workdir: str) -> dict[int, np.ndarray]:
   """
   sampler = gan_train.make_sampler(config)
   noise = gan_train.fixed_noise(config, config.gan.grid_per_class)
-  mngr = store.manager(store.gan_dir(workdir))
+  mngr = store.manager(paths.gan_checkpoints(workdir))
   states = {0: gan_train.create_state(config, jax.random.key(config.seed))}
   for step in sorted(mngr.all_steps()):
     try:
@@ -244,7 +245,7 @@ def samples_by_step(config, workdir: str) -> dict[int, np.ndarray]:
 def gan_pictures(config, workdir: str,
                  class_names: list[str]) -> tuple[list[int], dict[str, Any]]:
   """The stored steps, per-class grids over those steps, training curves."""
-  report_dir = os.path.join(workdir, "report")
+  report_dir = paths.report_dir(workdir)
   by_step = samples_by_step(config, workdir)
   steps = sorted(by_step)
   stacked = np.stack([by_step[s] for s in steps], 1)  # [K, S, n, H, W, C]
@@ -257,13 +258,13 @@ def gan_pictures(config, workdir: str,
                           [""] * stacked.shape[2], f"GAN {class_names[k]}",
                           os.path.join(report_dir, f"gan_class{k}_steps.png"))
       for k in range(len(stacked))]
-  metrics_path = os.path.join(workdir, "gan_metrics.jsonl")
+  metrics_path = paths.gan_metrics(workdir)
   if os.path.exists(metrics_path):
     figures["gan_curves"] = plots.gan_curves(
         metrics_log.read_jsonl(metrics_path), class_names,
         os.path.join(report_dir, "gan_curves.png"))
   figures["training_grids"] = sorted(
-      glob.glob(os.path.join(workdir, "samples", "gan_step*.png")))
+      glob.glob(os.path.join(paths.samples_dir(workdir), "gan_step*.png")))
   return steps, figures
 
 
@@ -271,7 +272,7 @@ def classifier_figures(config, workdir: str, cas: dict[str, Any],
                        experiments: dict[str, Any],
                        num_real: int) -> dict[str, str]:
   """Confusion matrices of every classifier and the low-data curves."""
-  report_dir = os.path.join(workdir, "report")
+  report_dir = paths.report_dir(workdir)
 
   def confusions(results):
     return {s: np.array(r["confusion"]) for s, r in results.items()}
@@ -338,7 +339,7 @@ def evaluate(config, workdir: str) -> dict[str, Any]:
             "seconds": round(time.time() - t0, 1)}
   write(workdir, report)
   logging.info("evaluation: report in %s (%.1fs)",
-               os.path.join(workdir, "report.md"), report["seconds"])
+               paths.report_md(workdir), report["seconds"])
   return report
 
 
@@ -346,9 +347,9 @@ def evaluate(config, workdir: str) -> dict[str, Any]:
 
 
 def write(workdir: str, report: dict[str, Any]) -> None:
-  with open(os.path.join(workdir, "report.json"), "w") as f:
+  with open(paths.report_json(workdir), "w") as f:
     json.dump(report, f, indent=2)
-  with open(os.path.join(workdir, "report.md"), "w") as f:
+  with open(paths.report_md(workdir), "w") as f:
     f.write(markdown(report))
 
 

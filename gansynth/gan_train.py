@@ -33,6 +33,7 @@ from gansynth import losses
 from gansynth import metrics_log
 from gansynth import models
 from gansynth import parallel
+from gansynth import paths
 from gansynth import preemption
 from gansynth import store
 from gansynth import train_loop
@@ -421,7 +422,7 @@ def train(config, workdir: str) -> GANState:
                                   f"{config.data.name}[{config.data.train_split}]")
 
   # State and checkpoint: resume from the newest stored step if there is one.
-  mngr = store.manager(store.gan_dir(workdir))
+  mngr = store.manager(paths.gan_checkpoints(workdir))
   state = restore_or_create(config, mngr)
   # Sharding: state and class data onto the devices (data from the host).
   state, data = parallel.shard(parallel.make_mesh(config, num_gans(config)),

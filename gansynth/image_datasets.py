@@ -17,7 +17,9 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-VERSION = "1.0.0"
+from gansynth import paths
+
+VERSION = paths.DATASET_VERSION
 
 
 class DatasetError(ValueError):
@@ -70,7 +72,7 @@ def write_image_dataset(root_dir: str, name: str,
 
 
 def dataset_dir(root_dir: str, name: str) -> str:
-  return os.path.join(root_dir, name, VERSION)
+  return paths.dataset_dir(root_dir, name)
 
 
 def load_arrays(builder: tfds.core.DatasetBuilder, split: str,

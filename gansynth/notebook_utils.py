@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from gansynth import main
 from gansynth import metrics_log
+from gansynth import paths
 from gansynth.config_schema import ConfigError
 
 
@@ -120,7 +121,7 @@ def setup_runtime() -> None:
 
 def sample_files(workdir: str) -> list[str]:
   """The workdir's sample grids: the last training grid, then synthetic sets."""
-  samples = os.path.join(workdir, "samples")
+  samples = paths.samples_dir(workdir)
   steps = sorted(glob.glob(os.path.join(samples, "gan_step*.png")))
   synthetic = sorted(glob.glob(os.path.join(samples, "*_synthetic.png")))
   return steps[-1:] + synthetic
@@ -142,7 +143,7 @@ def plot_losses(workdir: str, keys=("d_loss", "g_loss")):
   """D and G loss per GAN over training, from gan_metrics.jsonl."""
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  path = os.path.join(workdir, "gan_metrics.jsonl")
+  path = paths.gan_metrics(workdir)
   if not os.path.exists(path):
     print(f"no {path} (stage train_gan has not run)")
     return None

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 from typing import Any, Mapping
+
+from gansynth import paths
 
 
 def write(workdir: str, results: Mapping[str, Any]) -> tuple[str, str]:
-  json_path = os.path.join(workdir, "results.json")
+  json_path = paths.results_json(workdir)
   with open(json_path, "w") as f:
     json.dump(results, f, indent=2)
-  md_path = os.path.join(workdir, "results.md")
+  md_path = paths.results_md(workdir)
   with open(md_path, "w") as f:
     f.write(markdown(results))
   return json_path, md_path

@@ -1,6 +1,6 @@
 """The Orbax checkpoint store that every stage reads from and writes to.
 
-Layout under a workdir (see checkpoints/README.md):
+Layout under a workdir (gansynth/paths.py; see checkpoints/README.md):
   checkpoints/gan/<step>/{state,meta}             all K GANs, stacked
   checkpoints/classifier/<source>_seed<s>_<data hash>/<step>/{state,meta}
 Each checkpoint carries `meta` (JSON: what the state was built from), so a
@@ -28,6 +28,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from gansynth import parallel
+from gansynth import paths
 from gansynth import workdir_lock
 
 DIGESTS = "digests"  # meta key: {leaf path: crc32 hex} of the saved state
@@ -44,14 +45,13 @@ class CorruptCheckpoint(CheckpointError):
 
 
 def gan_dir(workdir: str) -> str:
-  return os.path.join(os.path.abspath(workdir), "checkpoints", "gan")
+  return paths.gan_checkpoints(workdir)
 
 
 def classifier_dir(workdir: str, source: str, seed: int,
                    data_fingerprint: str) -> str:
   """One classifier per source, seed and exact training set."""
-  return os.path.join(os.path.abspath(workdir), "checkpoints", "classifier",
-                      f"{source}_seed{seed}_{data_fingerprint}")
+  return paths.classifier_checkpoints(workdir, source, seed, data_fingerprint)
 
 
 def manager(directory: str, max_to_keep: int = 3) -> ocp.CheckpointManager:

@@ -22,26 +22,24 @@ from gansynth import gan_train
 from gansynth import image_datasets
 from gansynth import image_grid
 from gansynth import input_pipeline
+from gansynth import paths
 from gansynth import procedural
 from gansynth import store
 
 
-def synthetic_root(workdir: str) -> str:
-  return os.path.join(os.path.abspath(workdir), "synthetic")
-
-
-def source_dir(workdir: str, source: str) -> str:
-  """Where the synthetic source `source` (e.g. "gan") is stored."""
-  return image_datasets.dataset_dir(synthetic_root(workdir), source)
+# Where sources live (gansynth/paths.py), under the names callers use.
+synthetic_root = paths.synthetic_root
+source_dir = paths.source_dir
+stamp_path = paths.source_stamp
 
 
 def load_generators(config, workdir: str) -> gan_train.GANState:
-  mngr = store.manager(store.gan_dir(workdir))
+  mngr = store.manager(paths.gan_checkpoints(workdir))
   state = gan_train.restore_latest(config, mngr)
   if state is None:
     raise store.CheckpointError(
-        f"no GAN checkpoint in {store.gan_dir(workdir)}: run the train_gan "
-        "stage first (--config.stages=train_gan,synthesize)")
+        f"no GAN checkpoint in {paths.gan_checkpoints(workdir)}: run the "
+        "train_gan stage first (--config.stages=train_gan,synthesize)")
   return state
 
 
@@ -64,10 +62,6 @@ def generate(config, state: gan_train.GANState, num_per_class: int,
 
 
 DIGEST = "digest"  # stamp key: {"arrays": crc32, "files": {path: crc32}}
-
-
-def stamp_path(workdir: str, source: str) -> str:
-  return os.path.join(synthetic_root(workdir), f"{source}.json")
 
 
 def read_stamp(workdir: str, source: str) -> dict | None:
@@ -137,7 +131,7 @@ def store_source(workdir: str, source: str, stamp: dict, produce,
   os.replace(path + ".tmp", path)  # a stamp is whole or absent
   logging.info("%s: wrote %s in %.1fs", source, directory, time.time() - t1)
   image_grid.save_grid(
-      os.path.join(workdir, "samples", f"{source}_synthetic.png"),
+      paths.synthetic_samples(workdir, source),
       image_grid.per_class_grid(images, labels, num_classes, grid_per_class))
   return directory
 
