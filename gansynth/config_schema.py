@@ -43,7 +43,7 @@ def default_config() -> ml_collections.ConfigDict:
   # as in PyTorch's DCGAN example); False: fresh noise and a second forward.
   config.gan.reuse_fake = True
   config.gan.train_steps = 1000
-  # Small-data techniques (all off by default; see the README's ablation).
+  # Small-data techniques (all off by default; docs/gan_quality.md).
   # DiffAugment policies applied to every image D sees: a comma list of
   # "color", "translation", "cutout" ("" off); `augment_strength` scales them.
   config.gan.diffaugment = ""
