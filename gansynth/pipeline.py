@@ -29,6 +29,9 @@ from gansynth.config_schema import ConfigError
 
 
 def prepare_workdir(config, workdir: str) -> None:
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise ConfigError(f"--workdir={workdir} is a file, not a directory; "
+                      "choose a directory (it is created if missing)")
   try:
     os.makedirs(workdir, exist_ok=True)
     if parallel.is_primary():

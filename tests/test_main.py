@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -82,4 +83,56 @@ def test_bad_config_fails_with_one_clear_line(tmp_path, tfds_dir, override,
   assert proc.returncode != 0
   last = proc.stderr.strip().splitlines()[-1]
   assert last.startswith("gansynth: error:") and message in last, last
+  assert "Traceback" not in proc.stderr
+  assert proc.stderr.count(message) == 1  # printed once
+
+
+def run_cli(*args, timeout=120):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
+  return subprocess.run([sys.executable, "-m", "gansynth.main", *args],
+                        cwd=REPO, env=env, capture_output=True, text=True,
+                        timeout=timeout)
+
+
+def test_help_is_fast_exits_0_and_lists_configs_stages_and_an_example():
+  t0 = time.time()
+  proc = run_cli("--help")
+  seconds = time.time() - t0
+  assert proc.returncode == 0, proc.stderr
+  assert seconds < 3, f"--help took {seconds:.1f}s (TF or JAX imported?)"
+  out = proc.stdout
+  assert "quickstart" in out and "svhn" in out  # configs/
+  assert "train_gan" in out and "evaluate" in out  # stages
+  assert "--config configs/quickstart.py --workdir" in out  # an example
+  heavy = subprocess.run(
+      [sys.executable, "-c", "import sys, gansynth.main; print(sorted("
+       "m for m in ('jax', 'tensorflow') if m in sys.modules))"],
+      cwd=REPO, capture_output=True, text=True, timeout=60)
+  assert heavy.stdout.strip() == "[]", heavy.stdout + heavy.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--config", "configs/nope.py", "--workdir", "/tmp/x"],
+     "config file 'configs/nope.py' not found; configs in configs/: "),
+    (["--config", "configs/quickstart.py"], "--workdir required"),
+    (["--config", "configs/quickstart.py", "--workdir", "FILE"],
+     "is a file, not a directory"),
+])
+def test_user_errors_are_one_line_printed_once(tmp_path, args, message):
+  (tmp_path / "file").write_text("")
+  args = [str(tmp_path / "file") if a == "FILE" else a for a in args]
+  proc = run_cli(*args)
+  assert proc.returncode == 1
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("gansynth: error: "), lines
+  assert message in lines[0]
+  if "not found" in message:
+    assert "quickstart" in lines[0]
+
+
+def test_error_after_start_up_is_printed_once(tmp_path, tfds_dir):
+  proc = run_main(tmp_path, tfds_dir, "--config.data.name=no_such_data",
+                  "--config.data.download=False")
+  assert proc.returncode == 1
+  assert proc.stderr.count("no_such_data is not prepared") == 1, proc.stderr
   assert "Traceback" not in proc.stderr
