@@ -4,26 +4,44 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from clu import metric_writers
 import jax
 import numpy as np
 
 
+def writer(logdir: str) -> metric_writers.MetricWriter:
+  """A TensorBoard writer for `logdir` (process 0; a no-op elsewhere).
+
+  Nothing goes to the log: the training loop prints one summary line per
+  log step itself, and the values are in TensorBoard and the JSONL file.
+  """
+  if jax.process_index() > 0:
+    return metric_writers.MultiWriter([])
+  return metric_writers.SummaryWriter(logdir)
+
+
+def tag(name: str) -> str:
+  """A class name as a TensorBoard tag part ("T-shirt/top" -> "T-shirt-top")."""
+  return str(name).replace("/", "-").strip() or "_"
+
+
 class MetricsLog:
   """Writes scalars to TensorBoard under `workdir` and lines to `jsonl_name`.
 
-  Per-GAN metrics (arrays of shape [K]) become `name/gan{k}` scalars plus
-  their mean; the JSONL line keeps the whole list. A resumed run appends, so
-  a reader should keep the last line for each step.
+  Per-GAN metrics (arrays of shape [K]) become `name/<class name>` scalars
+  (`names`, default "0".."K-1") plus their mean; the JSONL line keeps the
+  whole list. A resumed run appends, so a reader should keep the last line
+  for each step.
   """
 
-  def __init__(self, workdir: str, jsonl_name: str):
+  def __init__(self, workdir: str, jsonl_name: str,
+               names: Sequence[str] | None = None):
     os.makedirs(workdir, exist_ok=True)
-    self.writer = metric_writers.create_default_writer(
-        workdir, just_logging=jax.process_index() > 0, asynchronous=False)
+    self.writer = writer(workdir)
     self.path = os.path.join(workdir, jsonl_name)
+    self.names = list(names) if names is not None else None
 
   def write(self, step: int, metrics: Mapping[str, np.ndarray]) -> None:
     scalars, line = {}, {"step": int(step)}
@@ -33,7 +51,8 @@ class MetricsLog:
       scalars[name] = float(value.mean())
       if value.ndim == 1 and value.size > 1:
         for k, v in enumerate(value):
-          scalars[f"{name}/gan{k}"] = float(v)
+          label = self.names[k] if self.names else str(k)
+          scalars[f"{name}/{tag(label)}"] = float(v)
     self.writer.write_scalars(int(step), scalars)
     with open(self.path, "a") as f:
       f.write(json.dumps(line) + "\n")

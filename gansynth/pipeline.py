@@ -66,8 +66,8 @@ def classify(config, workdir: str) -> dict:
     logging.info("classifier[%s]: test accuracy %.2f%% (%d training images)",
                  source, 100 * scores["accuracy"], len(labels))
   json_path, md_path = results.write(workdir, out)
-  logging.info("results: %s, %s\n%s", json_path, md_path,
-               results.markdown(out))
+  logging.info("results in %s (and %s):\n%s", os.path.basename(md_path),
+               os.path.basename(json_path), results.markdown(out))
   return out
 
 
@@ -76,8 +76,9 @@ def run(config, workdir: str) -> None:
   config_schema.validate(config)
   stages = config_schema.split_list(config.stages)
   prepare_workdir(config, workdir)
-  logging.info("gansynth: stages %s, workdir %s, devices %s", stages, workdir,
-               jax.devices())
+  logging.info("gansynth: stages %s, workdir %s, %d %s device(s)",
+               ",".join(stages), workdir, jax.device_count(),
+               jax.default_backend())
   timings = {}
 
   def timed(name, fn, *args):

@@ -53,6 +53,15 @@ def test_cli_end_to_end_and_rerun_reuses_the_store(tmp_path, tfds_dir):
   assert (tmp_path / "gan_metrics.jsonl").read_text().count("\n") == 2
   assert any(n.startswith("events.out.tfevents") for n in os.listdir(tmp_path))
   assert "GANs step 20/20" in proc.stderr
+  # A quiet, readable log: one summary line per log step, no per-GAN
+  # values, no tfds chatter about the data sets gansynth writes itself.
+  lines = proc.stderr.splitlines()
+  assert max(map(len, lines)) <= 200, max(lines, key=len)
+  assert sum("GANs step" in line for line in lines) == 2
+  assert "compiling the 10-GAN step" in proc.stderr
+  for noise in ("Downloading and preparing", "dataset_info.json",
+                "oneDNN", "absl::InitializeLog"):
+    assert noise not in proc.stderr + proc.stdout, noise
 
   again = run_main(tmp_path, tfds_dir, *TINY)
   assert again.returncode == 0, again.stderr[-3000:]
