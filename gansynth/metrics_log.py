@@ -65,6 +65,38 @@ class MetricsLog:
     self.writer.close()
 
 
+def hparams(config) -> dict[str, bool | int | float | str]:
+  """The config as flat TensorBoard hparams ("gan.learning_rate": 2e-4)."""
+  flat = {}
+
+  def walk(node, prefix):
+    for key, value in node.items():
+      if hasattr(value, "items"):
+        walk(value, f"{prefix}{key}.")
+      elif isinstance(value, (bool, int, float, str)):
+        flat[prefix + key] = value
+      else:
+        flat[prefix + key] = str(value)
+  walk(config, "")
+  return flat
+
+
+def write_hparams(workdir: str, config) -> None:
+  """The run's config in TensorBoard's HParams tab, to compare runs."""
+  w = writer(workdir)
+  w.write_hparams(hparams(config))
+  w.close()
+
+
+def write_cas(workdir: str, results: Mapping, step: int) -> None:
+  """Each source's real test accuracy (CAS) as a scalar `cas/<source>`."""
+  w = writer(workdir)
+  w.write_scalars(int(step), {
+      f"cas/{tag(source)}": float(r["accuracy"])
+      for source, r in results["sources"].items()})
+  w.close()
+
+
 def read_jsonl(path: str) -> list[dict]:
   """The lines of a metrics file, the last one for each step, in step order."""
   by_step = {}

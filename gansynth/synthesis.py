@@ -123,7 +123,8 @@ def render_procedural(config, workdir: str) -> str:
            config.data.channels)
   cfg = config.procedural
   stamp = {"num_per_class": cfg.num_per_class, "seed": config.seed,
-           "shape": shape, "render": cfg.render.to_dict()}
+           "shape": shape, "render": cfg.render.to_dict(),
+           "fonts_used": procedural.font_record(cfg.render)}
   return store_source(
       workdir, "procedural", stamp,
       lambda: procedural.render_dataset(

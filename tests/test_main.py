@@ -68,6 +68,16 @@ def test_cli_end_to_end_and_rerun_reuses_the_store(tmp_path, tfds_dir):
   assert "GANs step" not in again.stderr  # nothing retrained
   assert "finished checkpoint kept" in again.stderr
   assert "is up to date, kept" in again.stderr
+  # One config.json / timings.json entry per invocation, none overwritten.
+  entries = {}
+  for name in ("config", "timings"):
+    with open(tmp_path / f"{name}.json") as f:
+      entries[name] = json.load(f)
+    assert len(entries[name]) == 2, name
+  first, second = entries["config"]
+  assert first["config"] == second["config"] and "--workdir" in first["argv"]
+  assert [e["stages"] for e in entries["timings"]] == [
+      ["train_gan", "synthesize", "classify"]] * 2
   with open(tmp_path / "results.json") as f:
     rerun = json.load(f)["sources"]
   for source in ("real", "gan", "procedural"):
