@@ -31,6 +31,17 @@ def run_main(workdir, tfds_dir, *args):
                         text=True, timeout=600)
 
 
+def event_tags(logdir) -> set[str]:
+  """The tags in the TensorBoard event files directly in `logdir`."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tags = set()
+  for name in os.listdir(logdir):
+    if name.startswith("events.out.tfevents"):
+      for event in tf.compat.v1.train.summary_iterator(str(logdir / name)):
+        tags |= {v.tag for v in event.summary.value}
+  return tags
+
+
 def test_cli_end_to_end_and_rerun_reuses_the_store(tmp_path, tfds_dir):
   proc = run_main(tmp_path, tfds_dir, *TINY)
   assert proc.returncode == 0, proc.stderr[-3000:]
@@ -62,6 +73,14 @@ def test_cli_end_to_end_and_rerun_reuses_the_store(tmp_path, tfds_dir):
   for noise in ("Downloading and preparing", "dataset_info.json",
                 "oneDNN", "absl::InitializeLog"):
     assert noise not in proc.stderr + proc.stdout, noise
+
+  # TensorBoard: per-GAN tags by class name, CAS, hparams, classifier curves.
+  tags = event_tags(tmp_path)
+  assert {"d_loss", "d_loss/0", "d_loss/9", "cas/real", "cas/procedural",
+          "samples", "_hparams_/session_start_info"} <= tags, tags
+  assert "d_loss/gan0" not in tags
+  assert {"classifier/loss", "classifier/train_accuracy"} <= event_tags(
+      tmp_path / "classifier" / "gan_seed0")
 
   again = run_main(tmp_path, tfds_dir, *TINY)
   assert again.returncode == 0, again.stderr[-3000:]
