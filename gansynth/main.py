@@ -161,7 +161,10 @@ def main(argv):
     config_schema.validate(FLAGS.config)
   except config_schema.ConfigError as e:
     fail(str(e))
-  runtime.prepare_libraries()
+  try:
+    runtime.prepare_libraries()
+  except ImportError as e:
+    fail(str(e))
   from gansynth import parallel
   from gansynth import pipeline
   logging.get_absl_handler().addFilter(runtime.quiet_library_info)

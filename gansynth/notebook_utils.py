@@ -14,11 +14,11 @@ import logging as pylogging
 import os
 import shutil
 import sys
+import sysconfig
 from typing import Any, Mapping
 
 from absl import logging
 import ml_collections
-import tensorflow as tf
 
 from gansynth import main
 from gansynth import metrics_log
@@ -59,14 +59,18 @@ def in_colab() -> bool:
 
 
 def repo_root() -> str:
-  """The checkout holding configs/: the current directory, a parent, or the
-  directory gansynth was imported from (an editable install)."""
+  """The folder holding configs/: the current directory, a parent, the
+  checkout gansynth was imported from (an editable install), or the copy a
+  wheel installs under <prefix>/share/gansynth."""
   here = os.path.abspath(os.getcwd())
   candidates = [here]
   while os.path.dirname(candidates[-1]) != candidates[-1]:
     candidates.append(os.path.dirname(candidates[-1]))
   candidates.append(os.path.dirname(os.path.dirname(os.path.abspath(
       __file__))))
+  # A wheel's copy (pyproject's data-files).
+  candidates += [os.path.join(prefix, "share", "gansynth") for prefix in
+                 (sys.prefix, sysconfig.get_paths()["data"])]
   for path in candidates:
     if os.path.isfile(os.path.join(path, "configs", "quickstart.py")):
       return path
@@ -206,6 +210,7 @@ def show_results(workdir: str) -> str:
 
 def copy_with_gfile(src: str, dest: str) -> None:
   """Copies a local folder to any tf.io.gfile URL (gs://, ram://, ...)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   for root, _, files in tf.io.gfile.walk(src):
     rel = os.path.relpath(root, src)
     target = dest.rstrip("/") + ("" if rel == "." else "/" + rel)
@@ -213,6 +218,23 @@ def copy_with_gfile(src: str, dest: str) -> None:
     for name in files:
       tf.io.gfile.copy(os.path.join(root, name), f"{target}/{name}",
                        overwrite=True)
+
+
+def mount_drive() -> None:
+  """Mounts Google Drive at /content/drive (Colab), unless it already is."""
+  if not os.path.isdir("/content/drive/MyDrive"):
+    from google.colab import drive  # pylint: disable=g-import-not-at-top
+    drive.mount("/content/drive")
+
+
+def show_images(images, scale: int = 4) -> None:
+  """Displays uint8 images [n, H, W, C] in one row, scaled up (nearest)."""
+  from IPython import display  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  row = np.concatenate(list(images), axis=1)
+  row = row.repeat(scale, axis=0).repeat(scale, axis=1)
+  display.display(Image.fromarray(row[..., 0] if row.shape[-1] == 1 else row))
 
 
 def save_workdir(workdir: str, dest: str) -> str | None:
@@ -234,7 +256,6 @@ def save_workdir(workdir: str, dest: str) -> str | None:
     if not in_colab():
       print(f"not in Colab: Google Drive not mounted, {dest} skipped")
       return None
-    from google.colab import drive  # pylint: disable=g-import-not-at-top
-    drive.mount("/content/drive")
+    mount_drive()
   shutil.copytree(workdir, dest, dirs_exist_ok=True)
   return dest

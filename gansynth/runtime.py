@@ -30,6 +30,11 @@ def import_tensorflow():
   """
   if "tensorflow" in sys.modules:
     return sys.modules["tensorflow"]
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  if importlib.util.find_spec("tensorflow") is None:
+    raise ImportError(
+        "gansynth reads data with TensorFlow, which is not installed: "
+        "pip install -e \".[tf]\" (tensorflow-cpu), or any tensorflow")
   try:
     fd = sys.stderr.fileno()
   except (AttributeError, OSError, ValueError):  # no real stderr: as is
