@@ -408,8 +408,9 @@ def train(config, workdir: str) -> GANState:
         state, warm = chunk(state, data, 1)
         jax.block_until_ready(warm)
         timer = (time.time(), step + 1)
-        logging.info("GANs: compiled and ran step %d in %.1fs", step + 1,
-                     timer[0] - t_compile)
+        with progress.write_mode():
+          logging.info("GANs: compiled and ran step %d in %.1fs", step + 1,
+                       timer[0] - t_compile)
       state, metrics = chunk(
           state, data, n - (warm is not None),
           stop=lambda: one_process and stop.requested is not None)
