@@ -140,8 +140,9 @@ def quiet_records(record) -> bool:
 
 
 def setup_runtime() -> None:
-  """What gansynth.main does before a run: TF off the accelerators, progress
-  lines (absl INFO) on, Orbax/tfds chatter and progress bars off."""
+  """What gansynth.main does before a run: TF off the accelerators (and its
+  start-up banner dropped), progress lines (absl INFO) on, Orbax/tfds/clu
+  INFO chatter off."""
   main.prepare_libraries()
   logging.set_verbosity(logging.INFO)
   # Without app.run, records reach Python's handlers, not absl's: filter at

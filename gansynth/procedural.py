@@ -31,6 +31,8 @@ import ml_collections
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from gansynth import progress
+
 DIGITS = "0123456789"
 # Fonts whose code points for "0".."9" are not digit shapes (symbol, math
 # extension and fallback fonts); matched against the file name.
@@ -610,12 +612,17 @@ def render_dataset(num_per_class: int, image_shape: Sequence[int],
     return render_range(0, total), labels
   starts = range(0, total, _CHUNK_SIZE)
   stops = [min(start + _CHUNK_SIZE, total) for start in starts]
+  bar = progress.bar(total, "procedural", unit="img")
+  chunks = []
   # Spawn, not fork: the parent may hold TensorFlow or JAX threads.
   with concurrent.futures.ProcessPoolExecutor(
       min(workers, len(starts)),
       mp_context=multiprocessing.get_context("spawn")) as pool:
-    images = np.concatenate(list(pool.map(render_range, starts, stops)))
-  return images, labels
+    for chunk in pool.map(render_range, starts, stops):
+      chunks.append(chunk)
+      bar.update(len(chunk))
+  bar.close()
+  return np.concatenate(chunks), labels
 
 
 def write_procedural_dataset(root_dir: str, name: str, num_per_class: int,

@@ -79,16 +79,18 @@ def _below_error_from_tfds(record) -> bool:
 
 
 @contextlib.contextmanager
-def quiet_tfds():
+def quiet_tfds(bars: bool = False):
   """For a data set gansynth prepares or writes itself: no tfds
-  "Downloading and preparing ... Unknown size" lines, progress bars or
-  "has no dataset_info.json" warnings. Errors still show."""
+  "Downloading and preparing ... Unknown size" lines or "has no
+  dataset_info.json" warnings, and tfds' progress bars only with `bars`
+  (e.g. a long import, where progress.enabled()). Errors still show."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   from tensorflow_datasets.core.utils import tqdm_utils  # pylint: disable=g-import-not-at-top
   was_active = getattr(tqdm_utils, "_active", True)
   absl_logger = logging.get_absl_logger()
   absl_logger.addFilter(_below_error_from_tfds)
-  tfds.disable_progress_bar()
+  if not bars:
+    tfds.disable_progress_bar()
   try:
     with contextlib.redirect_stdout(io.StringIO()):
       yield
