@@ -21,7 +21,6 @@ from absl import logging
 import ml_collections
 
 from gansynth import main
-from gansynth import metrics_log
 from gansynth.config_schema import ConfigError
 
 # The tiny offline run of the notebook's TINY mode (and of its test): the
@@ -174,6 +173,7 @@ def plot_losses(workdir: str, keys=("d_loss", "g_loss")):
   """D and G loss per GAN over training, from gan_metrics.jsonl."""
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
+  from gansynth import metrics_log  # pylint: disable=g-import-not-at-top
   path = os.path.join(workdir, "gan_metrics.jsonl")
   if not os.path.exists(path):
     print(f"no {path} (stage train_gan has not run)")

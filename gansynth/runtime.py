@@ -26,7 +26,8 @@ def import_tensorflow():
   """`import tensorflow`, without its C++ start-up banner on stderr.
 
   The banner is written by TF's shared libraries straight to file
-  descriptor 2, so it is caught there; every other line is passed on.
+  descriptor 2, so it is caught there; every other line is passed on to
+  sys.stderr.
   """
   if "tensorflow" in sys.modules:
     return sys.modules["tensorflow"]
@@ -35,9 +36,10 @@ def import_tensorflow():
     raise ImportError(
         "gansynth reads data with TensorFlow, which is not installed: "
         "pip install -e \".[tf]\" (tensorflow-cpu), or any tensorflow")
+  fd = 2  # where C++ writes, whatever sys.stderr is (e.g. a notebook's)
   try:
-    fd = sys.stderr.fileno()
-  except (AttributeError, OSError, ValueError):  # no real stderr: as is
+    os.fstat(fd)
+  except OSError:  # no stderr at all: import as is
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     return tf
   sys.stderr.flush()
