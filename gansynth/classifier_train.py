@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import time
 from typing import Any
 
@@ -24,8 +25,10 @@ import optax
 from gansynth import augment
 from gansynth import image_datasets
 from gansynth import input_pipeline
+from gansynth import metrics_log
 from gansynth import models
 from gansynth import paths
+from gansynth import progress
 from gansynth import store
 from gansynth import synthesis
 from gansynth import train_loop
@@ -200,20 +203,31 @@ def train(config, workdir: str, source: str, images: np.ndarray,
   start = step = int(state.step)
   t0 = time.time()
   log_every = max(1, total // 5)
+  # Loss and accuracy curves, one TensorBoard run per classifier.
+  curves = metrics_log.writer(os.path.join(
+      workdir, "classifier", f"{metrics_log.tag(source)}_seed{seed}"))
+  bar = progress.bar(total, f"classifier[{source}]", initial=start)
   while step < total:
     n = train_loop.next_chunk(step, total, [log_every])
     state, metrics = chunk(state, images, labels, n)
     step += n
     metrics = jax.device_get(metrics)
+    bar.update(n)
     if not np.isfinite(metrics["loss"]):
       raise FloatingPointError(
           f"classifier[{source}] loss is not finite at step {step}; lower "
           "config.classifier.learning_rate")
-    logging.info("classifier[%s, seed %d] step %d/%d loss %.3f train acc "
-                 "%.3f | %.0f img/s", source, seed, step, total,
-                 metrics["loss"], metrics["accuracy"],
-                 (step - start) * config.classifier.batch_size /
-                 max(time.time() - t0, 1e-9))
+    curves.write_scalars(step, {"classifier/loss": float(metrics["loss"]),
+                                "classifier/train_accuracy":
+                                float(metrics["accuracy"])})
+    with progress.write_mode():
+      logging.info("classifier[%s, seed %d] step %d/%d loss %.3f train acc "
+                   "%.3f | %.0f img/s", source, seed, step, total,
+                   metrics["loss"], metrics["accuracy"],
+                   (step - start) * config.classifier.batch_size /
+                   max(time.time() - t0, 1e-9))
+  bar.close()
+  curves.close()
   store.save(mngr, step, state, store_meta(config, source))
   return state
 

@@ -28,6 +28,8 @@ import scipy.io
 import tensorflow_datasets as tfds
 
 from gansynth import image_datasets
+from gansynth import progress
+from gansynth import runtime
 
 DatasetError = image_datasets.DatasetError
 
@@ -179,11 +181,13 @@ def _store(builder: tfds.core.DatasetBuilder,
   ``train[55000:]`` are the canonical ones.
   """
   info = builder.info
-  tfds.dataset_builders.store_as_tfds_dataset(
-      name=builder.name, version=builder.version, features=info.features,
-      split_datasets=split_examples, data_dir=data_dir,
-      description=info.description, homepage=info.homepage,
-      citation=info.citation, disable_shuffling=True)
+  # Written here: no "Downloading ..." lines; tfds' bars for a long import.
+  with runtime.quiet_tfds(bars=progress.enabled()):
+    tfds.dataset_builders.store_as_tfds_dataset(
+        name=builder.name, version=builder.version, features=info.features,
+        split_datasets=split_examples, data_dir=data_dir,
+        description=info.description, homepage=info.homepage,
+        citation=info.citation, disable_shuffling=True)
 
 
 # Reading source files.

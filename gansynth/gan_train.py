@@ -35,6 +35,7 @@ from gansynth import models
 from gansynth import parallel
 from gansynth import paths
 from gansynth import preemption
+from gansynth import progress
 from gansynth import store
 from gansynth import train_loop
 
@@ -417,6 +418,9 @@ def train(config, workdir: str) -> GANState:
   # Input: each class's real images, on the device.
   images, labels = input_pipeline.load_split(config.data,
                                              config.data.train_split)
+  logging.info("GANs: %d training images; building %d GAN(s) and compiling "
+               "the %d-GAN step (strategy %s) ...", len(labels),
+               num_gans(config), num_gans(config), config.gan.strategy)
   data = input_pipeline.group_by_class(images, labels, num_gans(config))
   input_pipeline.check_batch_size(data.counts, config.gan.batch_size,
                                   f"{config.data.name}[{config.data.train_split}]")
@@ -439,27 +443,51 @@ def train(config, workdir: str) -> GANState:
   sampler = make_sampler(config)
   noise = fixed_noise(config, config.gan.grid_per_class)
   primary = parallel.is_primary()  # the one process that writes files
-  log = metrics_log.MetricsLog(workdir, "gan_metrics.jsonl")
+  names = (input_pipeline.class_names(config.data) if config.gan.per_class
+           else ["all"])
+  log = metrics_log.MetricsLog(workdir, "gan_metrics.jsonl", names)
   meta = store_meta(config)
   intervals = [config.gan.log_every, config.gan.checkpoint_every,
                config.gan.sample_every]
 
   # Loop: run to the next log/checkpoint/sample boundary, then act there.
-  step, t0, rollbacks = start, time.time(), 0
+  step, rollbacks = start, 0
   images_per_step = config.gan.batch_size * num_gans(config)
   # Several processes stop together, so only at chunk ends (any_process).
   one_process = jax.process_count() == 1
+  real_row = image_grid.per_class_grid(
+      images, labels if config.gan.per_class else 0 * labels,
+      num_gans(config), config.gan.grid_per_class)
+  bar = progress.bar(total, "GAN steps", initial=start)
+  timer = None  # (time, step) once compiled: what the ETA is measured from
   with preemption.StopSignal() as stop:
     while step < total:
       n = train_loop.next_chunk(step, total, intervals)
+      warm = None
+      if timer is None and n > 1:
+        # Compile on one step, so the ETA leaves the compilation out; the
+        # chunk's metrics stay the mean over all its n steps.
+        t_compile = time.time()
+        state, warm = chunk(state, data, 1)
+        jax.block_until_ready(warm)
+        timer = (time.time(), step + 1)
+        with progress.write_mode():
+          logging.info("GANs: compiled and ran step %d in %.1fs", step + 1,
+                       timer[0] - t_compile)
       state, metrics = chunk(
-          state, data, n,
+          state, data, n - (warm is not None),
           stop=lambda: one_process and stop.requested is not None)
+      if warm is not None:
+        metrics = jax.tree.map(lambda w, m: (w + (n - 1) * m) / n, warm,
+                               metrics)
       if not one_process and parallel.any_process(stop.requested is not None):
         stop.requested = stop.requested or "a stop signal on another host"
       # One transfer (one gather across hosts) for the host's checks.
       metrics, finite = parallel.to_host((metrics, params_finite(state.gans)))
-      step = int(state.step)
+      previous, step = step, int(state.step)
+      if timer is None:
+        timer = (time.time(), step)
+      bar.update(step - previous)
       bad = nonfinite_gans(metrics, finite)
       if bad:
         state = handle_nonfinite(config, mngr, state, bad, step, rollbacks)
@@ -467,29 +495,36 @@ def train(config, workdir: str) -> GANState:
         continue
       if (step % config.gan.log_every == 0 or step == total) and primary:
         log.write(step, metrics)
-        rate = (step - start) * images_per_step / max(time.time() - t0, 1e-9)
-        logging.info(
-            "GANs step %d/%d (%d%%) d_loss %.3f g_loss %.3f D(x) %.2f "
-            "D(G(z)) %.2f | %.0f img/s, eta %.0fs", step, total,
-            100 * step // total, metrics["d_loss"].mean(),
-            metrics["g_loss"].mean(), metrics["d_real"].mean(),
-            metrics["d_fake"].mean(), rate,
-            (total - step) * images_per_step / rate)
+        seconds = time.time() - timer[0]
+        rate = (step - timer[1]) * images_per_step / seconds if (
+            step > timer[1] and seconds > 0) else 0.0
+        eta = (f"eta {(total - step) * images_per_step / rate:.0f}s" if rate
+               else "eta after the next log step")
+        with progress.write_mode():
+          logging.info(
+              "GANs step %d/%d (%d%%) d_loss %.3f g_loss %.3f D(x) %.2f "
+              "D(G(z)) %.2f | %.0f img/s, %s", step, total,
+              100 * step // total, metrics["d_loss"].mean(),
+              metrics["g_loss"].mean(), metrics["d_real"].mean(),
+              metrics["d_fake"].mean(), rate, eta)
       if ((config.gan.sample_every and step % config.gan.sample_every == 0)
           or step == total):
         grid = input_pipeline.to_uint8(
             parallel.to_host(sampler(state.gans, noise)))
         if primary:
-          image_grid.save_grid(os.path.join(
-              workdir, "samples", f"gan_step{step:06d}.png"), grid)
-          log.write_images(step, {"samples": image_grid.grid(grid)[None]})
+          picture = image_grid.labelled_grid(grid, real_row, names)
+          image_grid.save_image(os.path.join(
+              workdir, "samples", f"gan_step{step:06d}.png"), picture)
+          log.write_images(step, {"samples": picture[None]})
       if (step % config.gan.checkpoint_every == 0 or step == total
           or stop.requested):
         store.save(mngr, step, state, meta)
       if stop.requested:
+        bar.close()
         log.close()
         raise preemption.Preempted(
             f"{stop.requested} at GAN step {step} of {total}: checkpoint "
             "saved; rerun the same command to resume")
+  bar.close()
   log.close()
   return state

@@ -18,6 +18,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from gansynth import paths
+from gansynth import runtime
 
 VERSION = paths.DATASET_VERSION
 
@@ -64,10 +65,12 @@ def write_image_dataset(root_dir: str, name: str,
     shape = images.shape[1:]
     split_datasets[split] = tf.data.Dataset.from_tensor_slices(
         {"image": images, "label": labels})
-  builder = tfds.dataset_builders.store_as_tfds_dataset(
-      name=name, version=VERSION, features=image_features(shape, num_classes),
-      split_datasets=split_datasets, data_dir=root_dir,
-      description=description, disable_shuffling=True)
+  with runtime.quiet_tfds():  # written here: no "Downloading ..." lines
+    builder = tfds.dataset_builders.store_as_tfds_dataset(
+        name=name, version=VERSION,
+        features=image_features(shape, num_classes),
+        split_datasets=split_datasets, data_dir=root_dir,
+        description=description, disable_shuffling=True)
   return os.fspath(builder.data_dir)
 
 

@@ -46,3 +46,57 @@ def per_class_grid(images: np.ndarray, labels: np.ndarray, num_classes: int,
     pad = np.zeros((per_class - len(row),) + images.shape[1:], np.uint8)
     rows.append(np.concatenate([row, pad]))
   return np.stack(rows)
+
+
+def _font(size: int = 12):
+  from PIL import ImageFont  # pylint: disable=g-import-not-at-top
+  try:
+    return ImageFont.load_default(size=size)
+  except TypeError:  # Pillow < 10.1: the fixed bitmap font
+    return ImageFont.load_default()
+
+
+def labelled_grid(generated: np.ndarray, real: np.ndarray,
+                  row_names: list[str], min_cell: int = 32) -> np.ndarray:
+  """One row per class: its name, real images, then generated ones.
+
+  uint8 [K, n, H, W, C] and [K, m, H, W, C] -> one uint8 RGB picture, each
+  image scaled up (nearest) to at least `min_cell` pixels so an 8x8 digit
+  is readable.
+  """
+  from PIL import ImageDraw  # pylint: disable=g-import-not-at-top
+  scale = max(1, -(-min_cell // generated.shape[2]))
+
+  def block(images):
+    if images.shape[-1] == 1:
+      images = images.repeat(3, axis=-1)
+    return grid(images.repeat(scale, axis=2).repeat(scale, axis=3), pad=2)
+
+  fake, true = block(generated), block(real)
+  font = _font()
+  measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+  width = lambda text: measure.textbbox((0, 0), text, font=font)[2]
+  label_w = 8 + max(width(n) for n in list(row_names))
+  head, gap = 18, 10
+  h = head + max(fake.shape[0], true.shape[0])
+  w = label_w + true.shape[1] + gap + fake.shape[1]
+  picture = Image.new("RGB", (w, h), (235, 235, 235))
+  picture.paste(Image.fromarray(true), (label_w, head))
+  picture.paste(Image.fromarray(fake), (label_w + true.shape[1] + gap, head))
+  draw = ImageDraw.Draw(picture)
+  draw.text((label_w, 2), "real", fill=(0, 0, 0), font=font)
+  draw.text((label_w + true.shape[1] + gap, 2), "generated", fill=(0, 0, 0),
+            font=font)
+  cell = generated.shape[2] * scale + 2
+  for k, name in enumerate(row_names):
+    y = head + 2 + k * cell + cell // 2 - 8
+    draw.text((4, y), str(name), fill=(0, 0, 0), font=font)
+  return np.asarray(picture)
+
+
+def save_image(path: str, picture: np.ndarray) -> str:
+  """Writes a uint8 [H, W, 3] (or [H, W, 1]) picture as a PNG file."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  Image.fromarray(picture[..., 0] if picture.shape[-1] == 1 else picture
+                  ).save(path)
+  return path

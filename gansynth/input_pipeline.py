@@ -25,6 +25,7 @@ import tensorflow_datasets as tfds
 import gansynth.datasets  # noqa: F401  (registers the bundled builders)
 from gansynth import data_import
 from gansynth import image_datasets
+from gansynth import runtime
 from gansynth.image_datasets import DatasetError
 
 
@@ -44,8 +45,9 @@ def open_builder(data_config: Any) -> tfds.core.DatasetBuilder:
   """
   data_dir = data_config.data_dir or None
   if data_config.name in gansynth.datasets.LOCAL:
-    builder = tfds.builder(data_config.name, data_dir=data_dir)
-    builder.download_and_prepare()
+    with runtime.quiet_tfds():  # built here: no "Downloading ..." lines
+      builder = tfds.builder(data_config.name, data_dir=data_dir)
+      builder.download_and_prepare()
     return builder
   return data_import.open_builder(
       data_config.name, data_dir,
@@ -102,6 +104,17 @@ def load_split(data_config: Any, split: str) -> tuple[np.ndarray, np.ndarray]:
       remedy=remedy)
   check_labels(labels, data_config.num_classes, f"{data_config.name}[{split}]")
   return images, labels
+
+
+def class_names(data_config: Any) -> list[str]:
+  """The data set's label names ("0".."9", "T-shirt/top", ...), else "0".."K-1"."""
+  k = data_config.num_classes
+  try:
+    label = open_builder(data_config).info.features["label"]
+    names = [str(n) for n in label.names]
+  except (DatasetError, KeyError, AttributeError, TypeError):
+    names = []
+  return names if len(names) == k else [str(i) for i in range(k)]
 
 
 def check_labels(labels: np.ndarray, num_classes: int, what: str) -> None:

@@ -14,14 +14,13 @@ import logging as pylogging
 import os
 import shutil
 import sys
+import sysconfig
 from typing import Any, Mapping
 
 from absl import logging
 import ml_collections
-import tensorflow as tf
 
 from gansynth import main
-from gansynth import metrics_log
 from gansynth import paths
 from gansynth.config_schema import ConfigError
 
@@ -31,14 +30,18 @@ def in_colab() -> bool:
 
 
 def repo_root() -> str:
-  """The checkout holding configs/: the current directory, a parent, or the
-  directory gansynth was imported from (an editable install)."""
+  """The folder holding configs/: the current directory, a parent, the
+  checkout gansynth was imported from (an editable install), or the copy a
+  wheel installs under <prefix>/share/gansynth."""
   here = os.path.abspath(os.getcwd())
   candidates = [here]
   while os.path.dirname(candidates[-1]) != candidates[-1]:
     candidates.append(os.path.dirname(candidates[-1]))
   candidates.append(os.path.dirname(os.path.dirname(os.path.abspath(
       __file__))))
+  # A wheel's copy (pyproject's data-files).
+  candidates += [os.path.join(prefix, "share", "gansynth") for prefix in
+                 (sys.prefix, sysconfig.get_paths()["data"])]
   for path in candidates:
     if os.path.isfile(os.path.join(path, "configs", "quickstart.py")):
       return path
@@ -110,8 +113,9 @@ def quiet_records(record) -> bool:
 
 
 def setup_runtime() -> None:
-  """What gansynth.main does before a run: TF off the accelerators, progress
-  lines (absl INFO) on, Orbax/tfds chatter and progress bars off."""
+  """What gansynth.main does before a run: TF off the accelerators (and its
+  start-up banner dropped), progress lines (absl INFO) on, Orbax/tfds/clu
+  INFO chatter off."""
   main.prepare_libraries()
   logging.set_verbosity(logging.INFO)
   # Without app.run, records reach Python's handlers, not absl's: filter at
@@ -143,6 +147,7 @@ def plot_losses(workdir: str, keys=("d_loss", "g_loss")):
   """D and G loss per GAN over training, from gan_metrics.jsonl."""
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
+  from gansynth import metrics_log  # pylint: disable=g-import-not-at-top
   path = paths.gan_metrics(workdir)
   if not os.path.exists(path):
     print(f"no {path} (stage train_gan has not run)")
@@ -180,6 +185,7 @@ def show_results(workdir: str) -> str:
 
 def copy_with_gfile(src: str, dest: str) -> None:
   """Copies a local folder to any tf.io.gfile URL (gs://, ram://, ...)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   for root, _, files in tf.io.gfile.walk(src):
     rel = os.path.relpath(root, src)
     target = dest.rstrip("/") + ("" if rel == "." else "/" + rel)
@@ -187,6 +193,23 @@ def copy_with_gfile(src: str, dest: str) -> None:
     for name in files:
       tf.io.gfile.copy(os.path.join(root, name), f"{target}/{name}",
                        overwrite=True)
+
+
+def mount_drive() -> None:
+  """Mounts Google Drive at /content/drive (Colab), unless it already is."""
+  if not os.path.isdir("/content/drive/MyDrive"):
+    from google.colab import drive  # pylint: disable=g-import-not-at-top
+    drive.mount("/content/drive")
+
+
+def show_images(images, scale: int = 4) -> None:
+  """Displays uint8 images [n, H, W, C] in one row, scaled up (nearest)."""
+  from IPython import display  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  row = np.concatenate(list(images), axis=1)
+  row = row.repeat(scale, axis=0).repeat(scale, axis=1)
+  display.display(Image.fromarray(row[..., 0] if row.shape[-1] == 1 else row))
 
 
 def save_workdir(workdir: str, dest: str) -> str | None:
@@ -208,7 +231,6 @@ def save_workdir(workdir: str, dest: str) -> str | None:
     if not in_colab():
       print(f"not in Colab: Google Drive not mounted, {dest} skipped")
       return None
-    from google.colab import drive  # pylint: disable=g-import-not-at-top
-    drive.mount("/content/drive")
+    mount_drive()
   shutil.copytree(workdir, dest, dirs_exist_ok=True)
   return dest

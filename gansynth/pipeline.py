@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import time
 
 from absl import logging
@@ -23,6 +24,7 @@ from gansynth import data_import
 from gansynth import evaluation
 from gansynth import gan_train
 from gansynth import input_pipeline
+from gansynth import metrics_log
 from gansynth import parallel
 from gansynth import results
 from gansynth import synthesis
@@ -30,12 +32,37 @@ from gansynth import workdir_lock
 from gansynth.config_schema import ConfigError
 
 
+def append_entry(path: str, entry: dict, legacy_key: str) -> None:
+  """Adds `entry` (with the time and command line) to the JSON list in
+  `path`: one entry per invocation. A file of the older single-object form
+  becomes the first entry, {legacy_key: object}. Written to a temporary
+  file first, so a kill never leaves half a file."""
+  entries = []
+  if os.path.exists(path):
+    with open(path) as f:
+      try:
+        entries = json.load(f)
+      except json.JSONDecodeError:
+        entries = []
+    if not isinstance(entries, list):
+      entries = [{legacy_key: entries}]
+  entries.append({"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                  "argv": list(sys.argv), **entry})
+  with open(path + ".tmp", "w") as f:
+    json.dump(entries, f, indent=2)
+  os.replace(path + ".tmp", path)
+
+
 def prepare_workdir(config, workdir: str) -> None:
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise ConfigError(f"--workdir={workdir} is a file, not a directory; "
+                      "choose a directory (it is created if missing)")
   try:
     os.makedirs(workdir, exist_ok=True)
     if parallel.is_primary():
-      with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=2))
+      append_entry(os.path.join(workdir, "config.json"),
+                   {"config": json.loads(config.to_json_best_effort())},
+                   "config")
   except OSError as e:
     raise ConfigError(f"--workdir={workdir} is not writable ({e.strerror}); "
                       "choose a directory you can write to") from None
@@ -65,8 +92,10 @@ def classify(config, workdir: str) -> dict:
     logging.info("classifier[%s]: test accuracy %.2f%% (%d training images)",
                  source, 100 * scores["accuracy"], len(labels))
   json_path, md_path = results.write(workdir, out)
-  logging.info("results: %s, %s\n%s", json_path, md_path,
-               results.markdown(out))
+  if parallel.is_primary():
+    metrics_log.write_cas(workdir, out, config.classifier.train_steps)
+  logging.info("results in %s (and %s):\n%s", os.path.basename(md_path),
+               os.path.basename(json_path), results.markdown(out))
   return out
 
 
@@ -83,8 +112,11 @@ def run(config, workdir: str) -> None:
 def run_stages(config, workdir: str) -> None:
   """The stages of `run`, in order (the workdir is prepared and locked)."""
   stages = config_schema.split_list(config.stages)
-  logging.info("gansynth: stages %s, workdir %s, devices %s", stages, workdir,
-               jax.devices())
+  logging.info("gansynth: stages %s, workdir %s, %d %s device(s)",
+               ",".join(stages), workdir, jax.device_count(),
+               jax.default_backend())
+  if parallel.is_primary():
+    metrics_log.write_hparams(workdir, config)
   timings = {}
 
   def timed(name, fn, *args):
@@ -110,5 +142,5 @@ def run_stages(config, workdir: str) -> None:
   if "evaluate" in stages:
     timed("evaluate", evaluation.evaluate, config, workdir)
   if parallel.is_primary():
-    with open(os.path.join(workdir, "timings.json"), "w") as f:
-      json.dump(timings, f, indent=2)
+    append_entry(os.path.join(workdir, "timings.json"),
+                 {"stages": stages, "seconds": timings}, "seconds")

@@ -19,6 +19,7 @@ import concurrent.futures
 import fnmatch
 import functools
 import glob
+import hashlib
 import io
 import math
 import multiprocessing
@@ -29,6 +30,8 @@ from typing import Sequence
 import ml_collections
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from gansynth import progress
 
 DIGITS = "0123456789"
 # Fonts whose code points for "0".."9" are not digit shapes (symbol, math
@@ -44,14 +47,20 @@ class NoFontError(ValueError):
   """No usable TrueType font with digit glyphs was found."""
 
 
+def _bundled_font_dir() -> str:
+  """The TrueType fonts matplotlib (a dependency) ships: DejaVu, STIX and
+  Computer Modern, the same files wherever that matplotlib is installed."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  return os.path.join(matplotlib.get_data_path(), "fonts", "ttf")
+
+
 def _system_font_dirs() -> list[str]:
   """Where Debian font packages and matplotlib put TrueType fonts."""
   dirs = ["/usr/share/fonts", "/usr/local/share/fonts",
           os.path.expanduser("~/.local/share/fonts"),
           os.path.expanduser("~/.fonts")]
   try:
-    import matplotlib  # pylint: disable=g-import-not-at-top
-    dirs.append(os.path.join(matplotlib.get_data_path(), "fonts", "ttf"))
+    dirs.append(_bundled_font_dir())
   except ImportError:
     pass
   return dirs
@@ -62,8 +71,9 @@ def default_config(preset: str = "svhn") -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.preset = preset
   c.image_shape = (32, 32, 3)  # The preset's usual shape, for callers.
-  # Font files, directories (searched recursively) or glob patterns. Empty:
-  # search /usr/share/fonts, ~/.fonts and matplotlib's bundled fonts.
+  # Font files, directories (searched recursively) or glob patterns; "system"
+  # adds /usr/share/fonts, ~/.fonts, ... Empty: only the fonts matplotlib
+  # ships, so every machine renders the same images (font_record says which).
   c.fonts = ()
   c.font_exclude = _NON_DIGIT_FONTS
   c.supersample = 2
@@ -168,7 +178,10 @@ def _has_digits(path: str) -> bool:
 @functools.lru_cache(maxsize=None)
 def _resolve_fonts(specs: tuple[str, ...],
                    exclude: tuple[str, ...]) -> tuple[str, ...]:
-  searched = list(specs) or _system_font_dirs()
+  searched = []
+  for spec in specs or ("bundled",):
+    searched += (_system_font_dirs() if spec == "system" else
+                 [_bundled_font_dir()] if spec == "bundled" else [spec])
   paths = sorted({os.path.realpath(p) for p in _candidate_fonts(searched)})
   paths = [p for p in paths
            if not any(fnmatch.fnmatch(os.path.basename(p), e) for e in exclude)]
@@ -189,6 +202,19 @@ def _resolve_fonts(specs: tuple[str, ...],
 def find_fonts(config: ml_collections.ConfigDict) -> tuple[str, ...]:
   """Usable font paths for `config`, sorted so every process agrees."""
   return _resolve_fonts(tuple(config.fonts), tuple(config.font_exclude))
+
+
+@functools.lru_cache(maxsize=None)
+def _sha256(path: str) -> str:
+  with open(path, "rb") as f:
+    return hashlib.sha256(f.read()).hexdigest()
+
+
+def font_record(config: ml_collections.ConfigDict) -> list[dict[str, str]]:
+  """The fonts `config` renders with: file name and sha256 of each, so a
+  stamp tells whether two machines drew with the same fonts."""
+  return [{"name": os.path.basename(p), "sha256": _sha256(p)}
+          for p in find_fonts(config)]
 
 
 @functools.lru_cache(maxsize=4096)
@@ -586,12 +612,17 @@ def render_dataset(num_per_class: int, image_shape: Sequence[int],
     return render_range(0, total), labels
   starts = range(0, total, _CHUNK_SIZE)
   stops = [min(start + _CHUNK_SIZE, total) for start in starts]
+  bar = progress.bar(total, "procedural", unit="img")
+  chunks = []
   # Spawn, not fork: the parent may hold TensorFlow or JAX threads.
   with concurrent.futures.ProcessPoolExecutor(
       min(workers, len(starts)),
       mp_context=multiprocessing.get_context("spawn")) as pool:
-    images = np.concatenate(list(pool.map(render_range, starts, stops)))
-  return images, labels
+    for chunk in pool.map(render_range, starts, stops):
+      chunks.append(chunk)
+      bar.update(len(chunk))
+  bar.close()
+  return np.concatenate(chunks), labels
 
 
 def write_procedural_dataset(root_dir: str, name: str, num_per_class: int,

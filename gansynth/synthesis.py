@@ -24,6 +24,7 @@ from gansynth import image_grid
 from gansynth import input_pipeline
 from gansynth import paths
 from gansynth import procedural
+from gansynth import progress
 from gansynth import store
 
 
@@ -51,11 +52,14 @@ def generate(config, state: gan_train.GANState, num_per_class: int,
   batch = min(config.synthesis.batch_size, num_per_class)
   key = jax.random.fold_in(jax.random.key(seed), 11)
   chunks = []
+  bar = progress.bar(k * num_per_class, "synthesis", unit="img")
   for i, start in enumerate(range(0, num_per_class, batch)):
     n = min(batch, num_per_class - start)
     z = jax.random.normal(jax.random.fold_in(key, i),
                           (k, batch, config.gan.latent_dim))
     chunks.append(input_pipeline.to_uint8(sampler(state.gans, z))[:, :n])
+    bar.update(k * n)
+  bar.close()
   images = np.concatenate(chunks, axis=1)  # [K, N, H, W, C]
   labels = np.repeat(np.arange(k, dtype=np.int32), num_per_class)
   return images.reshape((-1,) + images.shape[2:]), labels
@@ -177,7 +181,8 @@ def render_procedural(config, workdir: str) -> str:
            config.data.channels)
   cfg = config.procedural
   stamp = {"num_per_class": cfg.num_per_class, "seed": config.seed,
-           "shape": shape, "render": cfg.render.to_dict()}
+           "shape": shape, "render": cfg.render.to_dict(),
+           "fonts_used": procedural.font_record(cfg.render)}
   return store_source(
       workdir, "procedural", stamp,
       lambda: procedural.render_dataset(

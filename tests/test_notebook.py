@@ -3,7 +3,9 @@
 import json
 import os
 import re
+import subprocess
 import sys
+import sysconfig
 
 import nbclient
 import nbformat
@@ -39,36 +41,65 @@ def test_committed_notebook_is_valid_and_has_no_outputs():
   params = nb.cells[parameters_index(nb)]
   assert nb.cells.index(params) == min(
       i for i, c in enumerate(nb.cells) if c.cell_type == "code")
-  for name in ("CONFIG", "WORKDIR", "TINY", "SAVE_TO"):
+  for name in ("CONFIG", "SOURCE", "WORKDIR", "DATA_DIR", "TINY", "SAVE_TO"):
     assert f"\n{name} = " in "\n" + params.source
+  for line in params.source.splitlines():  # Colab form fields
+    assert "# @param" in line, line
 
 
-def kernel_for_this_python(root) -> str:
-  """A kernelspec that starts ipykernel with this interpreter (the venv)."""
+def fresh_venv(root) -> str:
+  """A venv (no pip of its own) that sees this environment's packages, so
+  the notebook's install cell installs gansynth into it and nowhere else;
+  returns its python."""
+  venv = root / "venv"
+  subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)],
+                 check=True)
+  python = str(venv / "bin" / "python")
+  site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig."
+                         "get_paths()['purelib'])"], capture_output=True,
+                        text=True, check=True).stdout.strip()
+  with open(os.path.join(site, "zz_gansynth_test_deps.pth"), "w") as f:
+    f.write("import site; site.addsitedir("
+            f"{sysconfig.get_paths()['purelib']!r})\n")
+  return python
+
+
+def kernel_for(python: str, root) -> str:
+  """A kernelspec that starts ipykernel with `python`."""
   kernel_dir = root / "kernels" / "gansynth-test"
   kernel_dir.mkdir(parents=True)
-  spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f",
+  spec = {"argv": [python, "-m", "ipykernel_launcher", "-f",
                    "{connection_file}"],
           "display_name": "gansynth test", "language": "python"}
   (kernel_dir / "kernel.json").write_text(json.dumps(spec))
   return "gansynth-test"
 
 
-def test_notebook_runs_tiny(tmp_path, tfds_dir, monkeypatch):
+def test_notebook_installs_from_a_fresh_clone_and_runs_tiny(
+    tmp_path, tfds_dir, monkeypatch):
+  """Run all, headless, as on a fresh runtime: the install cell clones this
+  repository (its committed HEAD) and installs it into a fresh venv."""
   nb = read_notebook()
   workdir, saved = tmp_path / "run", tmp_path / "saved"
+  cwd = tmp_path / "content"
+  cwd.mkdir()
+  python = fresh_venv(tmp_path)
   nb.cells.insert(parameters_index(nb) + 1, nbformat.v4.new_code_cell(
       f"TINY = True\nWORKDIR = {str(workdir)!r}\nDATA_DIR = {tfds_dir!r}\n"
       f"SAVE_TO = {str(saved)!r}\nRUN_BENCH = True\n"
-      f"import sys\nassert sys.prefix == {sys.prefix!r}, sys.prefix"))
+      f"SOURCE = {'file://' + REPO!r}\n"
+      f"import sys\nassert sys.executable == {python!r}, sys.executable"))
   monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
-  kernel = kernel_for_this_python(tmp_path)
-  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
+  kernel = kernel_for(python, tmp_path)
+  env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+  env.update(JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
   client = nbclient.NotebookClient(
       nb, timeout=CELL_TIMEOUT, kernel_name=kernel,
-      resources={"metadata": {"path": REPO}})
+      resources={"metadata": {"path": str(cwd)}})
   client.execute(env=env)  # raises CellExecutionError if any cell fails
 
+  clone = cwd / "gansynth_repo"
+  assert (clone / "configs" / "quickstart.py").exists()
   for run in ("quickstart", "svhn"):
     results = (workdir / run / "results.md").read_text()
     assert "| real | 1,437 |" in results and "| gan | 200 |" in results
@@ -81,6 +112,10 @@ def test_notebook_runs_tiny(tmp_path, tfds_dir, monkeypatch):
              for d in shown) == 2
   printed = "".join(o.get("text", "") for o in outputs
                     if o.get("output_type") == "stream")
+  assert f"gansynth installed from git clone: {clone}" in printed
+  assert f"configs from {clone} " in printed
+  assert "WARNING: this runtime has no GPU or TPU" in printed
+  assert "Run(" in printed  # gansynth.load in the notebook
   for name in ("auto", "vmap:matmul"):  # section 3, the benchmark, in-kernel
     assert re.search(rf"^  {re.escape(name)} +\d+ img/s", printed, re.M), printed
   text = "".join(o.get("text", "") for o in outputs)

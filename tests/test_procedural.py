@@ -143,6 +143,21 @@ def test_matplotlib_fonts_alone_suffice():
   assert images.shape == (10, 32, 32, 3)
 
 
+def test_default_fonts_are_the_bundled_ones_and_are_recorded():
+  config = procedural.default_config("mnist")
+  fonts = procedural.find_fonts(config)
+  bundled = os.path.join(matplotlib.get_data_path(), "fonts", "ttf")
+  assert fonts and all(os.path.dirname(f) == os.path.realpath(bundled)
+                       for f in fonts)
+  record = procedural.font_record(config)
+  assert [r["name"] for r in record] == [os.path.basename(f) for f in fonts]
+  assert "DejaVuSans.ttf" in [r["name"] for r in record]
+  assert all(len(r["sha256"]) == 64 for r in record)
+  config.fonts = ("system",)  # the machine's fonts too
+  names = lambda paths: {os.path.basename(p) for p in paths}
+  assert names(fonts) <= names(procedural.find_fonts(config))
+
+
 def test_no_font_error_says_what_to_do(tmp_path):
   config = procedural.default_config("svhn")
   config.fonts = (str(tmp_path),)
