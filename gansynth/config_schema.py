@@ -90,7 +90,7 @@ def default_config() -> ml_collections.ConfigDict:
   config.refiner.width = 64  # R's feature maps (the paper's 64)
   config.refiner.num_blocks = 4  # R's ResNet blocks (the paper's 4)
   config.refiner.d_width = 64  # D's widths: 1.5x, 1x, 0.5x, 0.5x this
-  config.refiner.reg_lambda = 1.0  # weight of L1(refined, rendered) in R's loss
+  config.refiner.reg_lambda = 10.0  # weight of L1(refined, rendered), R's loss
   config.refiner.learning_rate = 1e-4  # Adam (the paper: SGD 1e-3)
   config.refiner.beta1 = 0.5
   config.refiner.batch_size = 64
