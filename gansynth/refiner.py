@@ -69,9 +69,11 @@ class ResnetBlock(nn.Module):
 class Refiner(nn.Module):
   """3x3 conv to `width` maps, `num_blocks` ResNet blocks, 1x1 conv, tanh.
 
-  The 1x1 conv's output is added to the input in tanh's pre-activation
-  space and starts at zero, so a fresh R is (almost) the identity on [-1, 1]
-  images and the output keeps the input's shape and range.
+  The 1x1 conv (zero at initialisation) gives a residual 2 * tanh(.) that
+  is added to the input and clipped to [-1, 1]: a fresh R is the identity,
+  the output keeps the input's shape and range, and saturated pixels (most
+  of a digit image is 0 or 255) still get full gradients, which adding in
+  tanh's pre-activation space would not give them.
   """
   width: int = 64
   num_blocks: int = 4
@@ -82,7 +84,7 @@ class Refiner(nn.Module):
     for _ in range(self.num_blocks):
       h = ResnetBlock(self.width)(h)
     delta = nn.Conv(x.shape[-1], (1, 1), kernel_init=nn.initializers.zeros)(h)
-    return jnp.tanh(jnp.arctanh(jnp.clip(x, -0.999, 0.999)) + delta)
+    return jnp.clip(x + 2 * jnp.tanh(delta), -1.0, 1.0)
 
 
 class PatchDiscriminator(nn.Module):
