@@ -39,7 +39,7 @@ def get_config():
   # SimGAN refiner of the rendered digits, sized for 8x8 and a CPU minute.
   config.refiner.width = 32
   config.refiner.d_width = 32
-  config.refiner.reg_lambda = 10.0
+  config.refiner.reg_lambda = 30.0  # the best of a validation sweep (docs)
   config.refiner.r_pretrain_steps = 50
   config.refiner.d_pretrain_steps = 50
   config.refiner.train_steps = 300
