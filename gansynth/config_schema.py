@@ -96,6 +96,27 @@ def default_config() -> ml_collections.ConfigDict:
   # preset; configs of grey digits use procedural.default_config("mnist").
   config.procedural.render = procedural.default_config("svhn")
 
+  # SimGAN refiner (gansynth/refiner.py) of the procedural images: the
+  # source `refined`, made by the stage `refine` (run after synthesize when
+  # `refined` is among classifier.sources).
+  config.refiner = ml_collections.ConfigDict()
+  config.refiner.per_class = False  # one refiner for all classes
+  config.refiner.width = 64  # R's feature maps (the paper's 64)
+  config.refiner.num_blocks = 4  # R's ResNet blocks (the paper's 4)
+  config.refiner.d_width = 64  # D's widths: 1.5x, 1x, 0.5x, 0.5x this
+  config.refiner.reg_lambda = 10.0  # weight of L1(refined, rendered), R's loss
+  config.refiner.learning_rate = 1e-4  # Adam (the paper: SGD 1e-3)
+  config.refiner.beta1 = 0.5
+  config.refiner.batch_size = 64
+  config.refiner.history_size = 640  # refined images kept for D's fake batch
+  config.refiner.r_updates = 2  # R updates per D update (the paper's K_g = 2)
+  config.refiner.r_pretrain_steps = 200  # R on the L1 term alone
+  config.refiner.d_pretrain_steps = 100  # then D alone
+  config.refiner.train_steps = 1000  # then alternating (adversarial) steps
+  config.refiner.log_every = 100
+  config.refiner.checkpoint_every = 500
+  config.refiner.grid_per_class = 5  # rendered | refined pairs per class
+
   config.classifier = ml_collections.ConfigDict()
   config.classifier.sources = "real,gan"  # comma-separated
   config.classifier.width = 32
@@ -127,8 +148,9 @@ class ConfigError(ValueError):
   """A config value that no stage can use."""
 
 
-STAGES = ("prepare", "train_gan", "synthesize", "classify", "evaluate")
-SOURCES = ("real", "gan", "procedural")
+STAGES = ("prepare", "train_gan", "synthesize", "refine", "classify",
+          "evaluate")
+SOURCES = ("real", "gan", "procedural", "refined")
 
 
 def split_list(text: str) -> list[str]:
@@ -216,6 +238,23 @@ def validate(config: ml_collections.ConfigDict) -> None:
     need(config[section][name] > 0, field, "must be positive")
   for field in ("gan.beta1", "gan.beta2"):
     need(0 <= config.gan[field.split(".")[1]] < 1, field, "must be in [0, 1)")
+  r = config.refiner
+  need(not r.per_class, "refiner.per_class",
+       "one refiner per class is not supported yet; use False (one refiner "
+       "for all classes)")
+  for field in ("width", "num_blocks", "d_width", "batch_size",
+                "history_size", "r_updates", "train_steps", "log_every",
+                "checkpoint_every", "grid_per_class"):
+    need(r[field] > 0, f"refiner.{field}", "must be a positive integer")
+  for field in ("r_pretrain_steps", "d_pretrain_steps"):
+    need(r[field] >= 0, f"refiner.{field}", "0 or more")
+  need(r.batch_size >= 2, "refiner.batch_size",
+       "at least 2 (half of D's fake batch comes from the history)")
+  need(r.history_size >= r.batch_size // 2, "refiner.history_size",
+       "at least refiner.batch_size // 2 (one push of refined images)")
+  need(r.reg_lambda >= 0, "refiner.reg_lambda", "0 or more")
+  need(r.learning_rate > 0, "refiner.learning_rate", "must be positive")
+  need(0 <= r.beta1 < 1, "refiner.beta1", "must be in [0, 1)")
   ev = config.evaluation
   need(ev.seeds >= 1, "evaluation.seeds", "at least 1")
 

@@ -1,4 +1,5 @@
-"""The whole run, stage by stage: prepare, train_gan, synthesize, classify.
+"""The whole run, stage by stage: prepare, train_gan, synthesize, refine,
+classify.
 
 Stages talk only through the workdir: the Orbax store (checkpoints/), the
 synthetic data sets (synthetic/) and result files. So any stage can be rerun
@@ -26,6 +27,7 @@ from gansynth import gan_train
 from gansynth import input_pipeline
 from gansynth import metrics_log
 from gansynth import parallel
+from gansynth import refiner
 from gansynth import results
 from gansynth import synthesis
 from gansynth import workdir_lock
@@ -133,10 +135,13 @@ def run_stages(config, workdir: str) -> None:
           config.data.source_dir, config.data.data_dir or None)
   if "train_gan" in stages:
     timed("train_gan", gan_train.train, config, workdir)
+  sources = config_schema.split_list(config.classifier.sources)
   if "synthesize" in stages:
     timed("synthesize", synthesis.synthesize, config, workdir)
-    if "procedural" in config_schema.split_list(config.classifier.sources):
+    if "procedural" in sources or "refined" in sources:
       timed("render_procedural", synthesis.render_procedural, config, workdir)
+  if "refine" in stages or ("synthesize" in stages and "refined" in sources):
+    timed("refine", refiner.refine, config, workdir)
   if "classify" in stages:
     timed("classify", classify, config, workdir)
   if "evaluate" in stages:

@@ -18,6 +18,12 @@ TINY = [
     "--config.synthesis.num_per_class=30",
     "--config.procedural.num_per_class=30", "--config.classifier.width=8",
     "--config.classifier.batch_size=32", "--config.classifier.train_steps=60",
+    "--config.refiner.width=4", "--config.refiner.d_width=4",
+    "--config.refiner.batch_size=16", "--config.refiner.history_size=32",
+    "--config.refiner.r_pretrain_steps=2",
+    "--config.refiner.d_pretrain_steps=2",
+    "--config.refiner.train_steps=4", "--config.refiner.log_every=4",
+    "--config.classifier.sources=real,gan,procedural,refined",
 ]
 
 
@@ -47,9 +53,10 @@ def test_cli_end_to_end_and_rerun_reuses_the_store(tmp_path, tfds_dir):
   assert proc.returncode == 0, proc.stderr[-3000:]
   with open(tmp_path / "results.json") as f:
     results = json.load(f)
-  assert set(results["sources"]) == {"real", "gan", "procedural"}
+  assert set(results["sources"]) == {"real", "gan", "procedural", "refined"}
   real, gan = results["sources"]["real"], results["sources"]["gan"]
   assert results["sources"]["procedural"]["train_images_per_class"] == [30] * 10
+  assert results["sources"]["refined"]["train_images_per_class"] == [30] * 10
   assert real["num_train_images"] == 1437
   assert gan["num_train_images"] == 300
   assert gan["train_images_per_class"] == [30] * 10
@@ -64,7 +71,8 @@ def test_cli_end_to_end_and_rerun_reuses_the_store(tmp_path, tfds_dir):
         atol=1e-4)
   assert "| real | 1,437 |" in (tmp_path / "results.md").read_text()
   for name in ("gan_step000010.png", "gan_step000020.png",
-               "gan_synthetic.png", "procedural_synthetic.png"):
+               "gan_synthetic.png", "procedural_synthetic.png",
+               "refined_synthetic.png", "refined_pairs.png"):
     assert (tmp_path / "samples" / name).stat().st_size > 100
   assert (tmp_path / "gan_metrics.jsonl").read_text().count("\n") == 2
   assert any(n.startswith("events.out.tfevents") for n in os.listdir(tmp_path))
@@ -90,6 +98,7 @@ def test_cli_end_to_end_and_rerun_reuses_the_store(tmp_path, tfds_dir):
   again = run_main(tmp_path, tfds_dir, *TINY)
   assert again.returncode == 0, again.stderr[-3000:]
   assert "GANs step" not in again.stderr  # nothing retrained
+  assert "refiner step" not in again.stderr
   assert "finished checkpoint kept" in again.stderr
   assert "is up to date, kept" in again.stderr
   # One config.json / timings.json entry per invocation, none overwritten.
@@ -104,7 +113,7 @@ def test_cli_end_to_end_and_rerun_reuses_the_store(tmp_path, tfds_dir):
       ["train_gan", "synthesize", "classify"]] * 2
   with open(tmp_path / "results.json") as f:
     rerun = json.load(f)["sources"]
-  for source in ("real", "gan", "procedural"):
+  for source in ("real", "gan", "procedural", "refined"):
     del rerun[source]["seconds"], results["sources"][source]["seconds"]
   assert rerun == results["sources"]
 

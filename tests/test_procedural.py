@@ -42,7 +42,8 @@ def _nearest_centroid_accuracy(preset, config=None):
 
 
 @pytest.mark.parametrize("preset,shape", [("svhn", (32, 32, 3)),
-                                          ("mnist", (28, 28, 1))])
+                                          ("mnist", (28, 28, 1)),
+                                          ("digits", (8, 8, 1))])
 def test_render_dataset_shapes_and_labels(preset, shape):
   config = procedural.default_config(preset)
   assert tuple(config.image_shape) == shape
@@ -200,3 +201,17 @@ def test_mnist_preset_renders_at_other_sizes(shape):
       2, shape, procedural.default_config("mnist"), seed=0, num_workers=1)
   assert images.shape == (20,) + shape and images.max() > 100
   assert labels.tolist() == list(range(10)) * 2
+
+
+def test_digits_preset_fills_the_8x8_frame_like_the_real_digits():
+  """scikit-learn's digits span all 8 rows with ~19 of 64 pixels of ink;
+  the preset's renders must too (not 6-pixel faint blobs), and image i must
+  depend on (seed, i) only."""
+  config = procedural.default_config("digits")
+  images, _ = procedural.render_dataset(10, (8, 8, 1), config, 0, 1)
+  ink = images[..., 0].astype(np.float64) / 255
+  rows = (ink > 0.2).any(axis=2).sum(axis=1)
+  assert np.median(rows) == 8
+  assert 14 < np.median(ink.sum(axis=(1, 2))) < 25
+  again, _ = procedural.render_dataset(10, (8, 8, 1), config, 0, 2)
+  np.testing.assert_array_equal(images, again)
