@@ -105,15 +105,16 @@ def run(config, workdir: str) -> dict[str, Any]:
 
 
 def _stage_seconds(workdir: str, stage: str):
+  """Seconds of `stage` in the newest invocation that ran it (timings.json)."""
   try:
     with open(os.path.join(workdir, "timings.json")) as f:
-      timings = json.load(f)
+      entries = json.load(f)
   except (OSError, ValueError):
     return None
-  if isinstance(timings, list):  # one entry per invocation
-    timings = timings[-1] if timings else {}
-    timings = timings.get("stages", timings)
-  return timings.get(stage)
+  for entry in reversed(entries):
+    if stage in entry.get("seconds", {}):
+      return entry["seconds"][stage]
+  return None
 
 
 def markdown(config, rows: dict[str, Any], seeds: list[int]) -> str:
