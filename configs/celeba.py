@@ -22,7 +22,7 @@ def get_config():
   config.data.image_size = 64
   config.data.channels = 3
   config.data.num_classes = 1
-  config.gan.per_class = False
+  config.gan.conditioning = "unconditional"
   config.gan.architecture = "dcgan"
   config.gan.loss = "bce"
   config.gan.batch_size = 128

@@ -87,7 +87,8 @@ def test_bad_input_stops_early_with_a_clear_message(
 
 
 @pytest.mark.parametrize("field,value", [("gan.g_width", 8),
-                                         ("gan.per_class", False)])
+                                         ("gan.conditioning", "unconditional"),
+                                         ("gan.conditioning", "conditional")])
 def test_checkpoint_of_an_incompatible_config_is_refused(
     tiny_config, tmp_path, field, value):
   tiny_config.gan.train_steps = 2
