@@ -128,13 +128,19 @@ class Run:
     """
     # pylint: disable=g-import-not-at-top
     import jax
-    from gansynth import input_pipeline
+    import jax.numpy as jnp
+    from gansynth import gan_train, input_pipeline
     k = self.class_index(label)
     gans = self.generators.gans
-    g = k if self.config.gan.per_class else 0  # one unconditional GAN
+    key = jax.random.fold_in(jax.random.key(seed), k)
+    latent = self.config.gan.latent_dim
+    if self.config.gan.conditioning == "conditional":  # one G, all classes
+      z = jnp.broadcast_to(jax.random.normal(key, (1, int(n), latent)),
+                           (gan_train.num_rows(self.config), int(n), latent))
+      return input_pipeline.to_uint8(self._sampler(gans, z))[k]
+    g = k if self.config.gan.conditioning == "per_class" else 0
     one = jax.tree.map(lambda x: x[g:g + 1], gans)
-    z = jax.random.normal(jax.random.fold_in(jax.random.key(seed), k),
-                          (1, int(n), self.config.gan.latent_dim))
+    z = jax.random.normal(key, (1, int(n), latent))
     return input_pipeline.to_uint8(self._sampler(one, z))[0]
 
 

@@ -78,7 +78,7 @@ def best_time(fn: Callable[[], object], repeats: int) -> float:
 
 
 def random_data(config, per_class: int = 512) -> input_pipeline.ClassData:
-  k, s, c = (gan_train.num_gans(config), config.data.image_size,
+  k, s, c = (gan_train.num_rows(config), config.data.image_size,
              config.data.channels)
   images = np.random.default_rng(0).integers(
       0, 256, (k, per_class, s, s, c), dtype=np.uint8)

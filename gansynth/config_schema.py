@@ -29,7 +29,10 @@ def default_config() -> ml_collections.ConfigDict:
   config.data.source_dir = ""  # original files to import (stage "prepare")
 
   config.gan = ml_collections.ConfigDict()
-  config.gan.per_class = True  # K = num_classes GANs, or one unconditional GAN
+  # "per_class": K = num_classes GANs, one per class; "conditional": one
+  # class-conditional GAN (conditional BN in G, projection D) trained on all
+  # classes, batch_size balanced over them; "unconditional": one GAN, no labels.
+  config.gan.conditioning = "per_class"
   config.gan.architecture = "study"  # "study" or "dcgan"
   config.gan.loss = "bce"  # "bce" (non-saturating) or "study" (|X1 - X|)
   config.gan.latent_dim = 100
@@ -160,7 +163,7 @@ def split_list(text: str) -> list[str]:
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError naming the first bad field and what it should be."""
-  from gansynth import augment, gan_axis, losses, matmul_conv, models  # pylint: disable=g-import-not-at-top
+  from gansynth import augment, gan_axis, gan_train, losses, matmul_conv, models  # pylint: disable=g-import-not-at-top
 
   def need(ok: bool, field: str, what: str):
     if not ok:
@@ -187,6 +190,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   need(config.data.num_classes >= 1, "data.num_classes", "at least 1")
   one_of("gan.architecture", models.ARCHITECTURES)
   one_of("gan.loss", losses.LOSSES)
+  one_of("gan.conditioning", gan_train.CONDITIONING)
   one_of("gan.on_nonfinite", ("stop", "rollback"))
   need(config.gan.max_rollbacks >= 0, "gan.max_rollbacks", "0 or more")
   try:

@@ -65,8 +65,31 @@ class NonFiniteError(FloatingPointError):
   """A GAN's loss became NaN or infinite."""
 
 
+CONDITIONING = ("per_class", "conditional", "unconditional")
+
+
 def num_gans(config) -> int:
-  return config.data.num_classes if config.gan.per_class else 1
+  """K, the GANs in the stacked state: one per class for `per_class`, else
+  one (class-conditional or unconditional)."""
+  return config.data.num_classes if config.gan.conditioning == "per_class" else 1
+
+
+def label_classes(config) -> int:
+  """How many classes the nets themselves take as labels (0: none)."""
+  return (config.data.num_classes
+          if config.gan.conditioning == "conditional" else 0)
+
+
+def num_rows(config) -> int:
+  """Classes the samplers draw, one row each (a conditional GAN draws all
+  classes; an unconditional one a single row)."""
+  return 1 if config.gan.conditioning == "unconditional" else (
+      config.data.num_classes)
+
+
+def make_nets(config) -> tuple[nn.Module, nn.Module]:
+  return models.make_gan(config.gan, config.data.image_size,
+                         config.data.channels, label_classes(config))
 
 
 def optimizer(gan_config) -> optax.GradientTransformation:
@@ -78,8 +101,10 @@ def init_gan(key: jax.Array, generator: nn.Module, discriminator: nn.Module,
              tx: optax.GradientTransformation, latent_dim: int,
              image_shape: tuple[int, int, int]) -> GAN:
   kg, kd, kr = jax.random.split(key, 3)
-  g_vars = generator.init(kg, jnp.zeros((1, latent_dim)), train=False)
-  d_vars = discriminator.init(kd, jnp.zeros((1,) + image_shape), train=False)
+  labels = (jnp.zeros((1,), jnp.int32) if generator.num_classes else None)
+  g_vars = generator.init(kg, jnp.zeros((1, latent_dim)), labels, train=False)
+  d_vars = discriminator.init(kd, jnp.zeros((1,) + image_shape), labels,
+                              train=False)
   return GAN(g_params=g_vars["params"], g_stats=g_vars.get("batch_stats", {}),
              g_ema=g_vars["params"], d_params=d_vars["params"], d_stats=d_vars.get("batch_stats", {}),
              g_opt=tx.init(g_vars["params"]), d_opt=tx.init(d_vars["params"]),
@@ -88,8 +113,7 @@ def init_gan(key: jax.Array, generator: nn.Module, discriminator: nn.Module,
 
 def create_state(config, key: jax.Array) -> GANState:
   """K freshly initialised GANs, GAN k from fold_in(key, k)."""
-  generator, discriminator = models.make_gan(
-      config.gan, config.data.image_size, config.data.channels)
+  generator, discriminator = make_nets(config)
   shape = (config.data.image_size,) * 2 + (config.data.channels,)
   init = functools.partial(init_gan, generator=generator,
                            discriminator=discriminator,
@@ -120,11 +144,15 @@ def gan_step(gan: GAN, images: jax.Array, count: jax.Array, step: jax.Array,
              tx: optax.GradientTransformation, loss: str, batch_size: int,
              latent_dim: int, reuse_fake: bool = True, diffaugment: str = "",
              augment_strength: float = 1.0, r1_gamma: float = 0.0,
-             n_critic: int = 1, ema_decay: float = 0.0, ema_start: int = 0
-             ) -> tuple[GAN, dict[str, jax.Array]]:
+             n_critic: int = 1, ema_decay: float = 0.0, ema_start: int = 0,
+             num_classes: int = 0) -> tuple[GAN, dict[str, jax.Array]]:
   """`n_critic` D updates then one G update of a single GAN on its class.
 
   `images`/`count` are this GAN's class (uint8 [N_max, H, W, C], padded).
+  With `num_classes` the GAN is class-conditional and they are all classes
+  (uint8 [num_classes, N_max, H, W, C], counts [num_classes]): each batch,
+  real and fake, is balanced over the classes (input_pipeline.
+  balanced_batch), and G and D take the labels.
   Randomness is fold_in(key, step): the same step always sees the same batch,
   noise and augmentation, which makes resumed runs match uninterrupted ones.
   Every image D sees, real or fake, in D's update and in G's, goes through
@@ -142,20 +170,31 @@ def gan_step(gan: GAN, images: jax.Array, count: jax.Array, step: jax.Array,
     k = jax.random.fold_in(jax.random.fold_in(k_aug, step), i)
     return augment.diff_augment(k, x, diffaugment, augment_strength)
 
+  # Fake labels: the same balanced layout as the real batches'.
+  labels = (input_pipeline.balanced_labels(batch_size, num_classes)
+            if num_classes else None)
+
   def run_g(params, z):
     return generator.apply({"params": params, "batch_stats": gan.g_stats}, z,
-                           train=True, mutable=["batch_stats"])
+                           labels, train=True, mutable=["batch_stats"])
 
-  def run_d(params, stats, x):
+  def run_d(params, stats, x, y=labels):
     out, upd = discriminator.apply({"params": params, "batch_stats": stats}, x,
-                                   train=True, mutable=["batch_stats"])
+                                   y, train=True, mutable=["batch_stats"])
     return out, upd.get("batch_stats", {})
+
+  def real_batch(sub):
+    if num_classes:
+      return input_pipeline.balanced_batch(k_batch, images, count, batch_size,
+                                           sub)
+    return (input_pipeline.class_batch(k_batch, images, count, batch_size,
+                                       sub), None)
 
   d_params, d_stats, d_opt = gan.d_params, gan.d_stats, gan.d_opt
   for i in range(n_critic):
     # D update i: its own real batch and noise (batch index step*n + i).
     sub = step * n_critic + i
-    real = input_pipeline.class_batch(k_batch, images, count, batch_size, sub)
+    real, real_labels = real_batch(sub)
     z_d, z_g = step_noise(key, sub, batch_size, latent_dim)
     if reuse_fake and i == n_critic - 1:
       fake, g_vjp, g_upd = jax.vjp(lambda p: run_g(p, z_d), gan.g_params,
@@ -164,14 +203,15 @@ def gan_step(gan: GAN, images: jax.Array, count: jax.Array, step: jax.Array,
       fake, _ = run_g(gan.g_params, z_d)
     fake_for_d = jax.lax.stop_gradient(fake)
 
-    def d_loss_fn(params, stats, real=real, fake_for_d=fake_for_d, i=i):
+    def d_loss_fn(params, stats, real=real, fake_for_d=fake_for_d, i=i,
+                  real_labels=real_labels):
       real_in = augmented(real, 2 * i)
-      real_logits, stats = run_d(params, stats, real_in)
+      real_logits, stats = run_d(params, stats, real_in, real_labels)
       fake_logits, stats = run_d(params, stats, augmented(fake_for_d, 2 * i + 1))
       total = losses.discriminator_loss(loss, real_logits, fake_logits)
       if r1_gamma:
         total += 0.5 * r1_gamma * losses.r1_penalty(
-            lambda x: run_d(params, stats, x)[0], real_in)
+            lambda x: run_d(params, stats, x, real_labels)[0], real_in)
       return total, (stats, real_logits, fake_logits)
 
     (d_loss, (d_stats, real_logits, fake_logits)), d_grads = (
@@ -225,11 +265,11 @@ def make_step(config, apart: bool = False) -> Callable:
   The GANs come and go stacked, or with `apart` (only where `holds_apart`)
   as a tuple of K per-GAN states (gan_axis.map_over_gans).
   """
-  generator, discriminator = models.make_gan(
-      config.gan, config.data.image_size, config.data.channels)
+  generator, discriminator = make_nets(config)
   step = functools.partial(
       gan_step, generator=generator, discriminator=discriminator,
-      tx=optimizer(config.gan), **step_options(config.gan))
+      tx=optimizer(config.gan), num_classes=label_classes(config),
+      **step_options(config.gan))
   return gan_axis.map_over_gans(step, config.gan.strategy,
                                 work=step_work(config), apart=apart)
 
@@ -257,7 +297,10 @@ def make_train_chunk(config) -> Callable:
   k_step = make_step(config, apart)
 
   def one_step(state: GANState, data: input_pipeline.ClassData):
-    gans, metrics = k_step(state.gans, data.images, data.counts, state.step)
+    images, counts = data.images, data.counts
+    if label_classes(config):  # the one conditional GAN gets every class
+      images, counts = images[None], counts[None]
+    gans, metrics = k_step(state.gans, images, counts, state.step)
     return GANState(step=state.step + 1, gans=gans), metrics
 
   k = num_gans(config)
@@ -269,7 +312,10 @@ def make_train_chunk(config) -> Callable:
 
 
 def make_sampler(config) -> Callable:
-  """(GAN stacked, z [K, n, latent]) -> images [K, n, H, W, C] in [-1, 1].
+  """(GAN stacked, z [R, n, latent]) -> images [R, n, H, W, C] in [-1, 1].
+
+  R = num_rows: the K GANs' rows, or a conditional GAN's row per class
+  (class by class, so memory stays that of one class's n images).
 
   Uses the generators' running batch statistics (inference mode). `auto`
   maps the K generators as it maps the train step (by `step_work`): on the
@@ -278,13 +324,22 @@ def make_sampler(config) -> Callable:
   (study nets); `python -m gansynth.bench --config configs/bench_svhn.py
   --config.gan.strategy=S --run=synthesis --synth_images=20000 --repeats=2`.
   """
-  generator, _ = models.make_gan(config.gan, config.data.image_size,
-                                 config.data.channels)
+  generator, _ = make_nets(config)
   ema = uses_ema(config)
 
-  def sample_one(gan: GAN, z):
+  def sample_one(gan: GAN, z, labels=None):
     return generator.apply({"params": gan.g_ema if ema else gan.g_params,
-                            "batch_stats": gan.g_stats}, z, train=False)
+                            "batch_stats": gan.g_stats}, z, labels,
+                           train=False)
+
+  if label_classes(config):
+    def sample_classes(gans: GAN, z):
+      gan = jax.tree.map(lambda x: x[0], gans)
+      rows = jnp.arange(z.shape[0], dtype=jnp.int32)
+      return jax.lax.map(
+          lambda zy: sample_one(gan, zy[0], jnp.full(z.shape[1], zy[1])),
+          (z, rows))
+    return jax.jit(sample_classes)
 
   return jax.jit(gan_axis.map_over_gans(sample_one, config.gan.strategy,
                                         in_batched=(True, True),
@@ -298,7 +353,7 @@ def uses_ema(config) -> bool:
 
 def fixed_noise(config, per_class: int) -> jax.Array:
   key = jax.random.fold_in(jax.random.key(config.seed), 7)
-  return jax.random.normal(key, (num_gans(config), per_class,
+  return jax.random.normal(key, (num_rows(config), per_class,
                                  config.gan.latent_dim))
 
 
@@ -313,7 +368,11 @@ def store_meta(config) -> dict[str, Any]:
   return {"num_gans": num_gans(config), "image_size": config.data.image_size,
           "channels": config.data.channels, "architecture": g.architecture,
           "g_width": g.g_width, "d_width": g.d_width,
-          "latent_dim": g.latent_dim}
+          "latent_dim": g.latent_dim,
+          # Only where it is not implied by num_gans, so that stores written
+          # before the field existed still resume.
+          **({"conditioning": g.conditioning}
+             if g.conditioning == "conditional" else {})}
 
 
 def abstract_state(config) -> GANState:
@@ -421,9 +480,11 @@ def train(config, workdir: str) -> GANState:
   logging.info("GANs: %d training images; building %d GAN(s) and compiling "
                "the %d-GAN step (strategy %s) ...", len(labels),
                num_gans(config), num_gans(config), config.gan.strategy)
-  data = input_pipeline.group_by_class(images, labels, num_gans(config))
-  input_pipeline.check_batch_size(data.counts, config.gan.batch_size,
-                                  f"{config.data.name}[{config.data.train_split}]")
+  data = input_pipeline.group_by_class(images, labels, num_rows(config))
+  input_pipeline.check_batch_size(
+      data.counts, input_pipeline.per_class_batch(
+          config.gan.batch_size, label_classes(config)),
+      f"{config.data.name}[{config.data.train_split}]")
 
   # State and checkpoint: resume from the newest stored step if there is one.
   mngr = store.manager(paths.gan_checkpoints(workdir))
@@ -443,8 +504,8 @@ def train(config, workdir: str) -> GANState:
   sampler = make_sampler(config)
   noise = fixed_noise(config, config.gan.grid_per_class)
   primary = parallel.is_primary()  # the one process that writes files
-  names = (input_pipeline.class_names(config.data) if config.gan.per_class
-           else ["all"])
+  per_row = num_rows(config) > 1  # a row (and a name) per class
+  names = input_pipeline.class_names(config.data) if per_row else ["all"]
   log = metrics_log.MetricsLog(workdir, "gan_metrics.jsonl", names)
   meta = store_meta(config)
   intervals = [config.gan.log_every, config.gan.checkpoint_every,
@@ -456,8 +517,8 @@ def train(config, workdir: str) -> GANState:
   # Several processes stop together, so only at chunk ends (any_process).
   one_process = jax.process_count() == 1
   real_row = image_grid.per_class_grid(
-      images, labels if config.gan.per_class else 0 * labels,
-      num_gans(config), config.gan.grid_per_class)
+      images, labels if per_row else 0 * labels,
+      num_rows(config), config.gan.grid_per_class)
   bar = progress.bar(total, "GAN steps", initial=start)
   timer = None  # (time, step) once compiled: what the ETA is measured from
   with preemption.StopSignal() as stop:

@@ -171,6 +171,36 @@ def class_batch(key: jax.Array, images: jax.Array, count: jax.Array,
   return to_float(images[idx])
 
 
+def per_class_batch(batch_size: int, num_classes: int) -> int:
+  """Images drawn from each class for a balanced batch (0 classes: one
+  class, the whole batch)."""
+  return -(-batch_size // num_classes) if num_classes else batch_size
+
+
+def balanced_labels(batch_size: int, num_classes: int) -> jax.Array:
+  """Labels 0, 1, ..., K-1, 0, 1, ...: every class within one of B / K."""
+  return jnp.arange(batch_size, dtype=jnp.int32) % num_classes
+
+
+def balanced_batch(key: jax.Array, images: jax.Array, counts: jax.Array,
+                   batch_size: int, step: jax.Array
+                   ) -> tuple[jax.Array, jax.Array]:
+  """Batch `step` over all classes (images uint8 [K, N_max, ...], counts
+  [K]), labels balanced as `balanced_labels`: (float32 images, int32 labels).
+
+  Class k's images come from its own epoch-shuffled stream (class_batch,
+  keyed by fold_in(key, k)), so every class repeats at its own pace and the
+  batch is a pure function of (key, step).
+  """
+  k = images.shape[0]
+  per = per_class_batch(batch_size, k)
+  draws = jax.vmap(lambda c, im, n: class_batch(
+      jax.random.fold_in(key, c), im, n, per, step))(jnp.arange(k), images,
+                                                      counts)
+  labels = balanced_labels(batch_size, k)
+  return draws[labels, jnp.arange(batch_size) // k], labels
+
+
 def to_float(images: jax.Array) -> jax.Array:
   """uint8 [0, 255] -> float32 [-1, 1], the range of the generator's tanh."""
   return images.astype(jnp.float32) / 127.5 - 1.0

@@ -104,9 +104,12 @@ def minibatch_std(x: jnp.ndarray, group_size: int = 4) -> jnp.ndarray:
 
 
 class _GANModule(nn.Module):
-  """Shared fields: how convolutions are computed, and the compute dtype."""
+  """Shared fields: how convolutions are computed, the compute dtype, and
+  the number of classes of a class-conditional net (0: unconditional; the
+  net then takes no labels)."""
   conv: str = "lax"
   dtype: Any = jnp.float32
+  num_classes: int = 0
 
   def layer(self, cls, *args, upsample: bool = False, **kwargs):
     """cls(*args, **kwargs); with `upsample`, a 3x3 nn.Conv that convolves
@@ -117,6 +120,14 @@ class _GANModule(nn.Module):
                                         if upsample else conv)
     return cls(*args, dtype=self.dtype, **kwargs)
 
+  def check_labels(self, labels):
+    """The labels a conditional net needs (None for an unconditional one)."""
+    if bool(self.num_classes) != (labels is not None):
+      raise ValueError(f"{type(self).__name__} with num_classes="
+                       f"{self.num_classes} called with"
+                       f"{'out' if labels is None else ''} labels")
+    return labels
+
   def d_layer(self, cls, *args, train: bool, **kwargs):
     """A discriminator layer, spectrally normalised if `spectral_norm`
     (Miyato et al. 2018; its power-iteration vector is carried in
@@ -126,9 +137,32 @@ class _GANModule(nn.Module):
       return layer
     return lambda x: nn.SpectralNorm(layer)(x, update_stats=train)
 
-  def batch_norm(self, x, train: bool):
-    return self.layer(nn.BatchNorm, use_running_average=not train,
-                      momentum=BN_MOMENTUM)(x)
+  def batch_norm(self, x, train: bool, labels=None):
+    """Batch norm; with `labels` (and `num_classes`), class-conditional:
+    normalised without its own scale and offset, then scaled and shifted by
+    per-class gamma and beta looked up in embeddings (de Vries et al. 2017;
+    Miyato & Koyama 2018), gamma starting at 1 and beta at 0."""
+    if labels is None:
+      return self.layer(nn.BatchNorm, use_running_average=not train,
+                        momentum=BN_MOMENTUM)(x)
+    x = self.layer(nn.BatchNorm, use_running_average=not train,
+                   momentum=BN_MOMENTUM, use_scale=False, use_bias=False)(x)
+    c = x.shape[-1]
+    gamma = nn.Embed(self.num_classes, c, embedding_init=nn.initializers.ones)(
+        labels)
+    beta = nn.Embed(self.num_classes, c,
+                    embedding_init=nn.initializers.zeros)(labels)
+    return (x * gamma[:, None, None, :].astype(x.dtype)
+            + beta[:, None, None, :].astype(x.dtype))
+
+  def projection_logit(self, h, labels, train: bool):
+    """D's logit from its flattened features h: dense(h), plus with `labels`
+    the projection term <embed(y), h> (Miyato & Koyama 2018)."""
+    out = self.d_layer(nn.Dense, 1, train=train)(h)[:, 0]
+    if labels is not None:
+      embed = nn.Embed(self.num_classes, h.shape[-1], name="class_projection")
+      out = out + jnp.sum(embed(labels).astype(h.dtype) * h, axis=-1)
+    return out.astype(jnp.float32)
 
 
 class StudyGenerator(_GANModule):
@@ -142,20 +176,21 @@ class StudyGenerator(_GANModule):
   width: int = 64
 
   @nn.compact
-  def __call__(self, z, train: bool = True):
+  def __call__(self, z, labels=None, train: bool = True):
+    labels = self.check_labels(labels)
     n_up = num_doublings(self.image_size, 3)
     base = self.image_size // 2 ** n_up
     # Layers followed by batch norm have no bias: BN would cancel it.
     x = self.layer(nn.Dense, base * base * 4 * self.width, use_bias=False)(z)
     x = x.reshape(z.shape[0], base, base, 4 * self.width)
-    x = nn.relu(self.batch_norm(x, train))
+    x = nn.relu(self.batch_norm(x, train, labels))
     features = (2 * self.width, self.width, self.channels)
     for i, f in enumerate(features):
       last = i == len(features) - 1
       # Upsampling (nearest, 2x) is folded into the convolution after it.
       x = self.layer(nn.Conv, f, (3, 3), use_bias=last, upsample=i < n_up)(x)
       if not last:
-        x = nn.relu(self.batch_norm(x, train))
+        x = nn.relu(self.batch_norm(x, train, labels))
     return jnp.tanh(x).astype(jnp.float32)
 
 
@@ -171,7 +206,8 @@ class StudyDiscriminator(_GANModule):
   mbstd: bool = False
 
   @nn.compact
-  def __call__(self, x, train: bool = True):
+  def __call__(self, x, labels=None, train: bool = True):
+    labels = self.check_labels(labels)
     for f in (self.width, 2 * self.width, 4 * self.width):
       # Pooling first: max commutes with the (monotone) activation, which
       # then runs on a quarter of the values.
@@ -179,8 +215,7 @@ class StudyDiscriminator(_GANModule):
       x = nn.leaky_relu(x, 0.2)
     if self.mbstd:
       x = minibatch_std(x)
-    x = self.d_layer(nn.Dense, 1, train=train)(x.reshape(x.shape[0], -1))
-    return x[:, 0].astype(jnp.float32)
+    return self.projection_logit(x.reshape(x.shape[0], -1), labels, train)
 
 
 class DCGANGenerator(_GANModule):
@@ -195,13 +230,14 @@ class DCGANGenerator(_GANModule):
   width: int = 64
 
   @nn.compact
-  def __call__(self, z, train: bool = True):
+  def __call__(self, z, labels=None, train: bool = True):
+    labels = self.check_labels(labels)
     n_up = num_doublings(self.image_size, 4)
     base = self.image_size // 2 ** n_up
     top = self.width * 2 ** (n_up - 1)
     x = self.layer(nn.Dense, base * base * top, use_bias=False)(z)
     x = x.reshape(z.shape[0], base, base, top)
-    x = nn.relu(self.batch_norm(x, train))
+    x = nn.relu(self.batch_norm(x, train, labels))
     padding = matmul_conv.conv_transpose_padding((5, 5), (2, 2))
     for i in range(n_up):
       last = i == n_up - 1
@@ -209,7 +245,7 @@ class DCGANGenerator(_GANModule):
       x = self.layer(nn.Conv, f, (5, 5), padding=padding, input_dilation=2,
                      use_bias=last, name=f"ConvTranspose_{i}")(x)
       if not last:
-        x = nn.relu(self.batch_norm(x, train))
+        x = nn.relu(self.batch_norm(x, train, labels))
     return jnp.tanh(x).astype(jnp.float32)
 
 
@@ -223,7 +259,8 @@ class DCGANDiscriminator(_GANModule):
   mbstd: bool = False
 
   @nn.compact
-  def __call__(self, x, train: bool = True):
+  def __call__(self, x, labels=None, train: bool = True):
+    labels = self.check_labels(labels)
     for i in range(self.num_layers):
       norm = i > 0 and not self.spectral_norm
       x = self.d_layer(nn.Conv, self.width * 2 ** i, (5, 5), strides=(2, 2),
@@ -233,8 +270,7 @@ class DCGANDiscriminator(_GANModule):
       x = nn.leaky_relu(x, 0.2)
     if self.mbstd:
       x = minibatch_std(x)
-    x = self.d_layer(nn.Dense, 1, train=train)(x.reshape(x.shape[0], -1))
-    return x[:, 0].astype(jnp.float32)
+    return self.projection_logit(x.reshape(x.shape[0], -1), labels, train)
 
 
 class Classifier(nn.Module):
@@ -254,11 +290,13 @@ class Classifier(nn.Module):
     return (logits, features) if return_features else logits
 
 
-def make_gan(gan_config: Any, image_size: int,
-             channels: int) -> tuple[nn.Module, nn.Module]:
-  """Builds (generator, discriminator) for `config.gan`."""
+def make_gan(gan_config: Any, image_size: int, channels: int,
+             num_classes: int = 0) -> tuple[nn.Module, nn.Module]:
+  """Builds (generator, discriminator) for `config.gan`; with `num_classes`,
+  class-conditional ones (conditional BN in G, a projection D)."""
   arch = gan_config.architecture
-  common = dict(conv=gan_config.conv, dtype=jnp.dtype(gan_config.dtype))
+  common = dict(conv=gan_config.conv, dtype=jnp.dtype(gan_config.dtype),
+                num_classes=num_classes)
   d_options = dict(spectral_norm=gan_config.spectral_norm,
                    mbstd=gan_config.mbstd, **common)
   if arch == "study":

@@ -46,9 +46,10 @@ def load_generators(config, workdir: str) -> gan_train.GANState:
 
 def generate(config, state: gan_train.GANState, num_per_class: int,
              seed: int) -> tuple[np.ndarray, np.ndarray]:
-  """num_per_class uint8 images from each GAN, class k labelled k."""
+  """num_per_class uint8 images of each class (from its GAN, or from the
+  conditional GAN given label k), class k labelled k."""
   sampler = gan_train.make_sampler(config)
-  k = gan_train.num_gans(config)
+  k = gan_train.num_rows(config)
   batch = min(config.synthesis.batch_size, num_per_class)
   key = jax.random.fold_in(jax.random.key(seed), 11)
   chunks = []
@@ -172,7 +173,7 @@ def synthesize(config, workdir: str) -> str:
       workdir, "gan", stamp,
       lambda: generate(config, state, config.synthesis.num_per_class,
                        config.seed),
-      gan_train.num_gans(config), config.gan.grid_per_class)
+      gan_train.num_rows(config), config.gan.grid_per_class)
 
 
 def render_procedural(config, workdir: str) -> str:

@@ -51,7 +51,7 @@ CASES = [
     ("odd channel count", set_field("data.channels", 2), ConfigError,
      "config.data.channels=2: choose one of (1, 3)"),
     ("unknown loss", set_field("gan.loss", "wgan"), ConfigError,
-     "choose one of ('bce', 'study')"),
+     "choose one of ('bce', 'study', 'hinge')"),
     ("unknown stage", stages("train_gan,train_cls"), ConfigError,
      "config.stages='train_gan,train_cls'"),
     ("unknown source", set_field("classifier.sources", "real,vae"),
@@ -87,7 +87,8 @@ def test_bad_input_stops_early_with_a_clear_message(
 
 
 @pytest.mark.parametrize("field,value", [("gan.g_width", 8),
-                                         ("gan.per_class", False)])
+                                         ("gan.conditioning", "unconditional"),
+                                         ("gan.conditioning", "conditional")])
 def test_checkpoint_of_an_incompatible_config_is_refused(
     tiny_config, tmp_path, field, value):
   tiny_config.gan.train_steps = 2
