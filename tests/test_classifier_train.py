@@ -39,7 +39,7 @@ def test_recipe_learns_real_digits_and_is_stored_apart(tiny_config,
   config.classifier.width = 8
   config.classifier.batch_size = 32
   config.classifier.learning_rate = 3e-3
-  config.classifier.epochs = 2
+  config.classifier.epochs = 8
   config.classifier.schedule = "cosine"
   config.classifier.shift = 1
   images, labels = input_pipeline.load_split(config.data, "train")

@@ -25,7 +25,8 @@ def eval_config(tfds_dir):
   config.gan.update(train_steps=4, sample_every=2)
   config.synthesis.update(num_per_class=80, batch_size=1000)
   config.classifier.update(width=8, batch_size=32, train_steps=150,
-                           eval_batch_size=512, sources="real,gan")
+                           eval_batch_size=512, sources="real,gan",
+                           schedule="constant", shift=0)
   config.evaluation.update(seeds=2, real_fractions="0.1,1.0",
                            mix_ratios="0.5", feature_samples=200)
   return config
