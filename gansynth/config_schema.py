@@ -290,7 +290,8 @@ def apply_variant(config: ml_collections.ConfigDict,
   """Returns `config` changed as `variant` says ("" keeps it as it is).
 
   "tiny": the same data and networks shrunk to seconds on a CPU (widths 4,
-  a few steps, 20 images per class): for tests and smoke runs.
+  a few steps at a constant learning rate, 20 images per class): for tests
+  and smoke runs.
   """
   if variant not in VARIANTS:
     raise ConfigError(f"config variant {variant!r} (after ':'): choose one "
@@ -302,5 +303,6 @@ def apply_variant(config: ml_collections.ConfigDict,
     config.synthesis.update(num_per_class=20, batch_size=20)
     config.procedural.num_per_class = 20
     config.classifier.update(width=4, batch_size=16, train_steps=10,
-                             epochs=0, eval_batch_size=128)
+                             epochs=0, schedule="constant", shift=0,
+                             eval_batch_size=128)
   return config

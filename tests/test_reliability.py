@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, load_config, tiny
 from conftest import nan_in_gan_2_at_step_4
 from gansynth import gan_train
 from gansynth import pipeline
@@ -113,8 +113,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(
   _, err = resumed.communicate(timeout=600)
   assert resumed.returncode == 0, err[-2000:]
   assert f"resuming from step {stopped_at}" in err
-  config = tiny_config
-  config.gan.latent_dim = 8
+  config = tiny(load_config("quickstart:tiny"), tfds_dir)  # what ran
   chex.assert_trees_all_equal(final_state(config, tmp_path / "killed"),
                               final_state(config, uninterrupted))
 
