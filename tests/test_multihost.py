@@ -105,6 +105,7 @@ def stored(workdir, tfds_dir):
   return mngr.all_steps(), jax.device_get(state)
 
 
+@pytest.mark.slow  # two subprocesses, about a minute
 def test_two_hosts_match_one_through_signal_nan_and_resume(tfds_dir,
                                                            tmp_path):
   one, two = tmp_path / "one", tmp_path / "two"

@@ -75,6 +75,7 @@ def kernel_for(python: str, root) -> str:
   return "gansynth-test"
 
 
+@pytest.mark.slow  # a fresh venv and the whole notebook
 def test_notebook_installs_from_a_fresh_clone_and_runs_tiny(
     tmp_path, tfds_dir, monkeypatch):
   """Run all, headless, as on a fresh runtime: the install cell clones this
