@@ -163,7 +163,7 @@ def split_list(text: str) -> list[str]:
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError naming the first bad field and what it should be."""
-  from gansynth import augment, gan_axis, gan_train, losses, matmul_conv, models  # pylint: disable=g-import-not-at-top
+  from gansynth import augment, gan_axis, losses, matmul_conv, models  # pylint: disable=g-import-not-at-top
 
   def need(ok: bool, field: str, what: str):
     if not ok:
@@ -190,7 +190,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   need(config.data.num_classes >= 1, "data.num_classes", "at least 1")
   one_of("gan.architecture", models.ARCHITECTURES)
   one_of("gan.loss", losses.LOSSES)
-  one_of("gan.conditioning", gan_train.CONDITIONING)
+  one_of("gan.conditioning", models.CONDITIONING)
   one_of("gan.on_nonfinite", ("stop", "rollback"))
   need(config.gan.max_rollbacks >= 0, "gan.max_rollbacks", "0 or more")
   try:

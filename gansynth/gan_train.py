@@ -65,7 +65,7 @@ class NonFiniteError(FloatingPointError):
   """A GAN's loss became NaN or infinite."""
 
 
-CONDITIONING = ("per_class", "conditional", "unconditional")
+CONDITIONING = models.CONDITIONING
 
 
 def num_gans(config) -> int:

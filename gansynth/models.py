@@ -22,6 +22,8 @@ from gansynth import matmul_conv
 
 ARCHITECTURES = ("study", "dcgan")
 DTYPES = ("float32", "bfloat16")
+# One GAN per class, one class-conditional GAN, or one unconditional GAN.
+CONDITIONING = ("per_class", "conditional", "unconditional")
 BN_MOMENTUM = 0.9
 
 
