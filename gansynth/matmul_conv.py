@@ -1,7 +1,7 @@
 """Convolutions as im2col matrix products, a drop-in for lax.conv_general_dilated.
 
 Why: XLA:CPU runs some convolutions far below its matrix-product speed. On
-the 2-core CPU of issue 7, one 5x5 stride-2 convolution of a batch of 64
+a 2-core CPU, one 5x5 stride-2 convolution of a batch of 64
 4x4x256 images took 1.2 s (1.4 GFLOP/s) and transposed convolutions
 (input-dilated) were as bad, while a float32 matmul reaches ~195 GFLOP/s.
 Written as patches @ kernel, the forward pass is one matmul and autodiff makes

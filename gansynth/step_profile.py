@@ -1,7 +1,7 @@
 """Where one compiled call's time goes, by kind of op, from a profiler trace.
 
-Why: images/s says how fast a step is, not what to change. Speed work on
-issue 7 needed to know whether matrix products, XLA's own convolutions,
+Why: images/s says how fast a step is, not what to change. Speed work
+needs to know whether matrix products, XLA's own convolutions,
 data movement (im2col window stacks, slices, transposes) or element-wise
 ops (batch norm, activations, Adam) take the step's wall time;
 `python -m gansynth.bench --run=profile` prints this breakdown.
