@@ -15,6 +15,7 @@ from gansynth import notebook_utils
 def test_bench_prints_step_kcurve_input_and_synthesis():
   cmd = [sys.executable, "-m", "gansynth.bench",
          "--config", "configs/quickstart.py:tiny", "--config.gan.batch_size=4",
+         "--config.gan.architecture=study",
          "--strategies=auto,unroll:auto,vmap:matmul",
          "--run=step,layers,profile,input,kcurve,synthesis,torch", "--steps=1",
          "--repeats=1", "--synth_images=40"]
