@@ -14,9 +14,8 @@ from gansynth import config_schema
 from gansynth import gan_train
 from gansynth import input_pipeline
 from gansynth import models
-from gansynth import store
 from gansynth import synthesis
-from test_gan_options import all_options
+from test_gan_options import all_options, whole_and_resumed
 
 
 def conditional(config):
@@ -101,18 +100,7 @@ def resumed_runs(tmp_path_factory, tfds_dir):
   config = all_options(conditional(tiny(config_schema.default_config(),
                                         tfds_dir)))
   root = tmp_path_factory.mktemp("conditional")
-  config.gan.train_steps = 4
-  gan_train.train(config, str(root / "whole"))
-  config.gan.train_steps = 2
-  gan_train.train(config, str(root / "resumed"))
-  config.gan.train_steps = 4
-  gan_train.train(config, str(root / "resumed"))
-
-  def final(name):
-    mngr = store.manager(store.gan_dir(str(root / name)))
-    return store.restore_latest(mngr, gan_train.abstract_state(config),
-                                gan_train.store_meta(config))
-  return config, root, final("whole"), final("resumed")
+  return (config, root) + whole_and_resumed(config, root)
 
 
 def test_resume_is_bit_identical_with_conditioning_and_every_option(

@@ -1,9 +1,7 @@
 """The small-data GAN options: each does what it says, in the K-GAN step."""
 
-import functools
 
 import chex
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -147,19 +145,23 @@ def test_minibatch_std_appends_the_batch_spread():
   assert models.minibatch_std(varied[:6]).shape == (6, 2, 2, 4)
 
 
-def test_resume_is_bit_identical_with_every_option_on(tiny_config, tmp_path):
-  config = all_options(tiny_config)
+def whole_and_resumed(config, root):
+  """Final stored states of a 4-step run and of a run stopped at 2, resumed."""
   config.gan.train_steps = 4
-  gan_train.train(config, str(tmp_path / "whole"))
+  gan_train.train(config, str(root / "whole"))
   config.gan.train_steps = 2
-  gan_train.train(config, str(tmp_path / "resumed"))
+  gan_train.train(config, str(root / "resumed"))
   config.gan.train_steps = 4
-  gan_train.train(config, str(tmp_path / "resumed"))
+  gan_train.train(config, str(root / "resumed"))
 
   def final(name):
-    mngr = store.manager(store.gan_dir(str(tmp_path / name)))
+    mngr = store.manager(store.gan_dir(str(root / name)))
     return store.restore_latest(mngr, gan_train.abstract_state(config),
                                 gan_train.store_meta(config))
-  whole, resumed = final("whole"), final("resumed")
+  return final("whole"), final("resumed")
+
+
+def test_resume_is_bit_identical_with_every_option_on(tiny_config, tmp_path):
+  whole, resumed = whole_and_resumed(all_options(tiny_config), tmp_path)
   assert int(whole.step) == int(resumed.step) == 4
   chex.assert_trees_all_equal(whole, resumed)
