@@ -91,6 +91,14 @@ def default_config() -> ml_collections.ConfigDict:
   config.synthesis.num_per_class = 7300  # the study's number per digit
   config.synthesis.batch_size = 1000
   config.synthesis.use_ema = True  # the EMA generator where there is one
+  # Choose the stored GAN step (and EMA or not) by the accuracy on real
+  # images of `select_split` of a short classifier trained on each
+  # candidate's images (selection.py). The split is carved from the training
+  # data, never the test split.
+  config.synthesis.select = False
+  config.synthesis.select_split = ""  # e.g. "train[50000:55000]"
+  config.synthesis.select_per_class = 500
+  config.synthesis.select_steps = 500
 
   config.procedural = ml_collections.ConfigDict()
   config.procedural.num_per_class = 7300  # as many as the study's GAN set
@@ -211,6 +219,18 @@ def validate(config: ml_collections.ConfigDict) -> None:
   need(0 <= config.classifier.warmup_fraction < 1,
        "classifier.warmup_fraction", "must be in [0, 1)")
   need(config.classifier.shift >= 0, "classifier.shift", "0 or more pixels")
+  if config.synthesis.select:
+    split = config.synthesis.select_split
+    need(bool(split), "synthesis.select_split",
+         "give a validation slice of the training data, e.g. "
+         "'train[50000:55000]' (with the GANs trained on 'train[:50000]')")
+    need(split != config.data.test_split and
+         split.split("[")[0].strip() != "test", "synthesis.select_split",
+         "must not be the test split: choose checkpoints on a validation "
+         "slice carved from the training data")
+    need(config.synthesis.select_per_class > 0 and
+         config.synthesis.select_steps > 0, "synthesis.select_steps",
+         "select_per_class and select_steps must be positive integers")
   one_of("gan.strategy", gan_axis.STRATEGIES)
   one_of("gan.conv", matmul_conv.CONVS)
   one_of("gan.dtype", models.DTYPES)

@@ -29,6 +29,7 @@ from gansynth import metrics_log
 from gansynth import parallel
 from gansynth import refiner
 from gansynth import results
+from gansynth import selection
 from gansynth import synthesis
 from gansynth import workdir_lock
 from gansynth.config_schema import ConfigError
@@ -123,9 +124,10 @@ def run_stages(config, workdir: str) -> None:
 
   def timed(name, fn, *args):
     t0 = time.time()
-    fn(*args)
+    out = fn(*args)
     timings[name] = round(time.time() - t0, 1)
     logging.info("stage %s done in %.1fs", name, timings[name])
+    return out
 
   if "prepare" in stages or config.data.source_dir:
     if not config.data.source_dir:
@@ -137,7 +139,9 @@ def run_stages(config, workdir: str) -> None:
     timed("train_gan", gan_train.train, config, workdir)
   sources = config_schema.split_list(config.classifier.sources)
   if "synthesize" in stages:
-    timed("synthesize", synthesis.synthesize, config, workdir)
+    checkpoint = (timed("select", selection.choose, config, workdir)
+                  if config.synthesis.select else None)
+    timed("synthesize", synthesis.synthesize, config, workdir, checkpoint)
     if "procedural" in sources or "refined" in sources:
       timed("render_procedural", synthesis.render_procedural, config, workdir)
   if "refine" in stages or ("synthesize" in stages and "refined" in sources):

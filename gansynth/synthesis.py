@@ -13,9 +13,11 @@ import json
 import os
 import shutil
 import time
+from typing import Any
 
 from absl import logging
 import jax
+import ml_collections
 import numpy as np
 
 from gansynth import gan_train
@@ -34,14 +36,27 @@ source_dir = paths.source_dir
 stamp_path = paths.source_stamp
 
 
-def load_generators(config, workdir: str) -> gan_train.GANState:
+def load_generators(config, workdir: str,
+                    step: int | None = None) -> gan_train.GANState:
+  """The newest usable GAN checkpoint, or the one of `step`."""
   mngr = store.manager(paths.gan_checkpoints(workdir))
+  if step is not None:
+    return store.restore_step(mngr, step, gan_train.abstract_state(config),
+                              gan_train.store_meta(config),
+                              check=gan_train.nonfinite_restored)
   state = gan_train.restore_latest(config, mngr)
   if state is None:
     raise store.CheckpointError(
         f"no GAN checkpoint in {paths.gan_checkpoints(workdir)}: run the "
         "train_gan stage first (--config.stages=train_gan,synthesize)")
   return state
+
+
+def with_ema(config, ema: bool) -> ml_collections.ConfigDict:
+  """A copy of `config` whose sampler uses (or not) the EMA generator."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.synthesis.use_ema = bool(ema)
+  return config
 
 
 def generate(config, state: gan_train.GANState, num_per_class: int,
@@ -163,12 +178,22 @@ def load_verified(workdir: str, source: str) -> tuple[np.ndarray, np.ndarray]:
   return images, labels
 
 
-def synthesize(config, workdir: str) -> str:
-  """Writes (or keeps, if made from the same checkpoint) the GAN source."""
-  state = load_generators(config, workdir)
+def synthesize(config, workdir: str,
+               checkpoint: dict[str, Any] | None = None) -> str:
+  """Writes (or keeps, if made from the same checkpoint) the GAN source.
+
+  `checkpoint` ({"step", "ema"}, from selection.choose) picks the stored
+  step and whether its EMA generator is used; None: the newest step, with
+  EMA as `config.synthesis.use_ema` says.
+  """
+  step = None if checkpoint is None else checkpoint["step"]
+  state = load_generators(config, workdir, step)
   stamp = {"gan_step": int(state.step),
            "num_per_class": config.synthesis.num_per_class,
            "seed": config.seed}
+  if checkpoint is not None:
+    config = with_ema(config, checkpoint["ema"])
+    stamp["ema"] = gan_train.uses_ema(config)
   return store_source(
       workdir, "gan", stamp,
       lambda: generate(config, state, config.synthesis.num_per_class,
