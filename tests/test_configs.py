@@ -71,3 +71,14 @@ def test_missing_offline_data_names_the_files_to_supply(tiny_config,
   with pytest.raises(DatasetError, match="(?s)train-images-idx3-ubyte.*"
                      "--config.stages=prepare"):
     input_pipeline.load_split(config.data, "train")
+
+
+@pytest.mark.parametrize("name", ["mnist.py", "fashion_mnist.py"])
+def test_cpu_variant_shrinks_the_gans_and_keeps_the_recipe(name):
+  full, cpu = (load(os.path.join(REPO, "configs", name), v)
+               for v in ("", "cpu"))
+  config_schema.validate(cpu)
+  assert cpu.gan.g_width < full.gan.g_width
+  assert cpu.gan.train_steps <= full.gan.train_steps
+  for field in ("loss", "diffaugment", "ema_decay", "mbstd"):
+    assert cpu.gan[field] == full.gan[field], field
