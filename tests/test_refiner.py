@@ -182,8 +182,8 @@ def test_per_class_state_has_a_leading_class_axis(tiny_config):
   assert jax.tree.structure(refiner.abstract_state(cfg, (8, 8, 1), 3)) == (
       jax.tree.structure(stacked))
   # The K refiners start apart (each from its own key).
-  r = jax.tree.leaves(stacked.r_params)[0]
-  assert not np.array_equal(r[0], r[1])
+  kernel = stacked.r_params["Conv_0"]["kernel"]
+  assert not np.array_equal(kernel[0], kernel[1])
 
 
 def k_steps_and_one_by_one(cfg, phase, rendered, rendered_labels, real,
