@@ -257,10 +257,14 @@ def test_per_class_resumed_training_is_bit_identical(tiny_config, tmp_path):
   resumed = run(tmp_path / "split")
   chex.assert_trees_all_equal(jax.device_get(full), jax.device_get(resumed))
   assert (tmp_path / "full" / "samples" / "refiner_step000008.png").exists()
-  # One refiner and K refiners never share a store.
-  single = tiny_refiner(config)
-  single.refiner.per_class = False
-  assert refiner.run_key(single) != refiner.run_key(config)
+
+
+def test_one_and_k_refiners_never_share_a_store(tiny_config):
+  config = per_class_refiner(tiny_config)
+  key = refiner.run_key(config)
+  config.refiner.per_class = False
+  assert refiner.run_key(config) != key
+  assert "num_refiners" not in refiner.store_meta(config)
 
 
 def test_nonfinite_class_refiner_is_named(tiny_config, tmp_path,
