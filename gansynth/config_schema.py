@@ -111,7 +111,7 @@ def default_config() -> ml_collections.ConfigDict:
   # source `refined`, made by the stage `refine` (run after synthesize when
   # `refined` is among classifier.sources).
   config.refiner = ml_collections.ConfigDict()
-  config.refiner.per_class = False  # one refiner for all classes
+  config.refiner.per_class = False  # True: K refiners, one per class
   config.refiner.width = 64  # R's feature maps (the paper's 64)
   config.refiner.num_blocks = 4  # R's ResNet blocks (the paper's 4)
   config.refiner.d_width = 64  # D's widths: 1.5x, 1x, 0.5x, 0.5x this
@@ -263,9 +263,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for field in ("gan.beta1", "gan.beta2"):
     need(0 <= config.gan[field.split(".")[1]] < 1, field, "must be in [0, 1)")
   r = config.refiner
-  need(not r.per_class, "refiner.per_class",
-       "one refiner per class is not supported yet; use False (one refiner "
-       "for all classes)")
+  need(isinstance(r.per_class, bool), "refiner.per_class",
+       "True (one refiner per class) or False (one for all classes)")
   for field in ("width", "num_blocks", "d_width", "batch_size",
                 "history_size", "r_updates", "train_steps", "log_every",
                 "checkpoint_every", "grid_per_class"):
@@ -279,6 +278,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
   need(r.reg_lambda >= 0, "refiner.reg_lambda", "0 or more")
   need(r.learning_rate > 0, "refiner.learning_rate", "must be positive")
   need(0 <= r.beta1 < 1, "refiner.beta1", "must be in [0, 1)")
+  need(not r.per_class
+       or config.procedural.num_per_class >= r.batch_size,
+       "refiner.batch_size",
+       f"with refiner.per_class each class's refiner draws its batches from "
+       f"that class's {config.procedural.num_per_class} rendered images "
+       "(procedural.num_per_class) alone; lower refiner.batch_size or raise "
+       "procedural.num_per_class")
   ev = config.evaluation
   need(ev.seeds >= 1, "evaluation.seeds", "at least 1")
 

@@ -16,6 +16,12 @@ fold_in(key, step), so a run resumed from the Orbax store repeats the
 uninterrupted one bit for bit. The `refine` stage (`refine`) trains R on the
 workdir's procedural source against the real training split and writes the
 source `refined` with the rendered images' labels.
+
+With `config.refiner.per_class`, K refiners (one per class, each with its own
+patch discriminator and history) are trained at once, as the K class GANs
+are: one `RefinerState` stacked on a leading K axis, `refiner_step` vmapped
+over it and over each class's padded images (`input_pipeline.ClassData`),
+one jitted call per step. Each image is then refined by its class's R.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from gansynth import gan_train
 from gansynth import image_datasets
 from gansynth import image_grid
 from gansynth import input_pipeline
@@ -152,10 +159,35 @@ def create_state(cfg, image_shape: tuple[int, int, int],
       history_count=jnp.zeros((), jnp.int32), rng=jax.random.key_data(kk))
 
 
-def abstract_state(cfg, image_shape) -> RefinerState:
-  """What create_state returns, without computing it (a restore template)."""
+def create_states(cfg, image_shape: tuple[int, int, int], key: jax.Array,
+                  num: int) -> RefinerState:
+  """`num` refiners stacked on a leading axis, refiner k from fold_in(key, k)
+  (as gan_train.create_state builds the K GANs): one per class."""
+  def build(key):
+    keys = jax.vmap(lambda k: jax.random.fold_in(key, k))(jnp.arange(num))
+    return jax.vmap(lambda k: create_state(cfg, image_shape, k))(keys)
+  return jax.jit(build)(key)
+
+
+def abstract_state(cfg, image_shape, num: int = 0) -> RefinerState:
+  """What create_state (num = 0) or create_states (num refiners) returns,
+  without computing it (a restore template)."""
+  if num:
+    return jax.eval_shape(lambda: create_states(cfg, image_shape,
+                                                jax.random.key(0), num))
   return jax.eval_shape(lambda: create_state(cfg, image_shape,
                                              jax.random.key(0)))
+
+
+def num_refiners(config) -> int:
+  """K refiners for `refiner.per_class` (one per class), else 0: one
+  unstacked refiner for all classes."""
+  return config.data.num_classes if config.refiner.per_class else 0
+
+
+def steps_done(state: RefinerState) -> int:
+  """The step of a single or stacked state (stacked refiners move together)."""
+  return int(np.asarray(jax.device_get(state.step)).reshape(-1)[0])
 
 
 # History buffer.
@@ -182,22 +214,26 @@ def sample_history(history: jax.Array, count: jax.Array, n: int,
 # Step.
 
 
-def _batch(key, images, batch_size, step):
+def _batch(key, images, count, batch_size, step):
   n = images.shape[0]
-  idx = input_pipeline.epoch_shuffled_indices(key, jnp.int32(n), n,
-                                              batch_size, step)
+  count = jnp.int32(n) if count is None else count
+  idx = input_pipeline.epoch_shuffled_indices(key, count, n, batch_size, step)
   return input_pipeline.to_float(images[idx])
 
 
 def refiner_step(state: RefinerState, rendered: jax.Array, real: jax.Array,
                  *, phase: str, refiner: nn.Module, disc: nn.Module,
                  tx: optax.GradientTransformation, batch_size: int,
-                 reg_lambda: float, r_updates: int
+                 reg_lambda: float, r_updates: int,
+                 rendered_count: jax.Array | None = None,
+                 real_count: jax.Array | None = None
                  ) -> tuple[RefinerState, dict[str, jax.Array]]:
   """One step of `phase`: `r_updates` R updates and/or one D update.
 
   `rendered`/`real` are uint8 [N, H, W, C] on the device; batches are drawn
   from fold_in(key, stream) at the step, so a resumed run sees the same ones.
+  With `rendered_count`/`real_count` only that many leading images are
+  drawn from (a class's padded slice of `input_pipeline.ClassData`).
   """
   key = jax.random.wrap_key_data(state.rng)
   stream = lambda i: jax.random.fold_in(key, i)
@@ -221,7 +257,8 @@ def refiner_step(state: RefinerState, rendered: jax.Array, real: jax.Array,
       return adv + reg_lambda * l1, (adv, l1)
 
     for j in range(r_updates):
-      x = _batch(stream(1), rendered, batch_size, step * r_updates + j)
+      x = _batch(stream(1), rendered, rendered_count, batch_size,
+                 step * r_updates + j)
       (loss, (adv, l1)), grads = jax.value_and_grad(r_loss_fn, has_aux=True)(
           r_params, x)
       updates, r_opt = tx.update(grads, r_opt, r_params)
@@ -230,8 +267,8 @@ def refiner_step(state: RefinerState, rendered: jax.Array, real: jax.Array,
 
   if phase in ("pretrain_d", "adversarial"):
     half = batch_size // 2
-    x = _batch(stream(2), rendered, batch_size, step)
-    y = _batch(stream(3), real, batch_size, step)
+    x = _batch(stream(2), rendered, rendered_count, batch_size, step)
+    y = _batch(stream(3), real, real_count, batch_size, step)
     refined = refiner.apply({"params": r_params}, x)
     old = sample_history(history, count, batch_size - half,
                          jax.random.fold_in(stream(4), step))
@@ -259,8 +296,28 @@ def refiner_step(state: RefinerState, rendered: jax.Array, real: jax.Array,
   return new, metrics
 
 
-def make_train_chunks(cfg) -> dict[str, Callable]:
-  """phase -> chunk(state, rendered, real, num_steps) (train_loop)."""
+def class_step(step: Callable) -> Callable:
+  """`refiner_step` (phase and settings bound) lifted to K stacked refiners:
+  (state [K], rendered ClassData, real ClassData) -> (state, metrics [K]).
+
+  Refiner k sees only class k's images (the first counts[k] of its padded
+  row), as gan_train maps the K GANs' step over their classes.
+  """
+  def k_step(state: RefinerState, rendered: input_pipeline.ClassData,
+             real: input_pipeline.ClassData):
+    return jax.vmap(lambda s, x, nx, y, ny: step(
+        s, x, y, rendered_count=nx, real_count=ny))(
+            state, rendered.images, rendered.counts, real.images, real.counts)
+  return k_step
+
+
+def make_train_chunks(cfg, num: int = 0) -> dict[str, Callable]:
+  """phase -> chunk(state, rendered, real, num_steps) (train_loop).
+
+  num = 0: one refiner, `rendered`/`real` uint8 [N, H, W, C]. num = K: K
+  stacked refiners (create_states), `rendered`/`real` ClassData of K
+  classes, metrics [K].
+  """
   refiner, disc = make_networks(cfg)
   chunks = {}
   for phase in PHASES:
@@ -268,7 +325,11 @@ def make_train_chunks(cfg) -> dict[str, Callable]:
         refiner_step, phase=phase, refiner=refiner, disc=disc,
         tx=optimizer(cfg), batch_size=cfg.batch_size,
         reg_lambda=cfg.reg_lambda, r_updates=cfg.r_updates)
-    chunks[phase] = train_loop.repeat_step(step, {n: () for n in METRICS})
+    if num:
+      chunks[phase] = train_loop.repeat_step(class_step(step),
+                                             {n: (num,) for n in METRICS})
+    else:
+      chunks[phase] = train_loop.repeat_step(step, {n: () for n in METRICS})
   return chunks
 
 
@@ -290,6 +351,12 @@ def total_steps(cfg) -> int:
 def params_finite(state: RefinerState) -> jax.Array:
   leaves = jax.tree.leaves((state.r_params, state.d_params))
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+@jax.jit
+def class_params_finite(state: RefinerState) -> jax.Array:
+  """[K] bool: whether refiner k's (R's and D's) parameters are finite."""
+  return jax.vmap(params_finite)(state)
 
 
 @functools.lru_cache(maxsize=4)
@@ -315,12 +382,43 @@ def refine_images(cfg, r_params, images: np.ndarray,
   return np.concatenate(out)
 
 
+def refine_by_class(cfg, r_params, images: np.ndarray, labels: np.ndarray,
+                    batch_size: int = 1000) -> np.ndarray:
+  """Each image through its own class's R (`r_params` stacked [K, ...], as
+  trained with per_class): uint8 out, in the input's order."""
+  num = jax.tree.leaves(r_params)[0].shape[0]
+  labels = np.asarray(labels)
+  if labels.size and (labels.min() < 0 or labels.max() >= num):
+    raise image_datasets.DatasetError(
+        f"refiner: labels outside [0, {num}) for {num} per-class refiners; "
+        "set config.data.num_classes to match the procedural set")
+  out = np.empty_like(images)
+  for k in range(num):
+    idx = np.flatnonzero(labels == k)
+    if len(idx):
+      params = jax.tree.map(lambda p, k=k: p[k], r_params)
+      out[idx] = refine_images(cfg, params, images[idx],
+                               min(batch_size, len(idx)))
+  return out
+
+
+def refine_labelled(cfg, r_params, images: np.ndarray, labels: np.ndarray,
+                    batch_size: int = 1000) -> np.ndarray:
+  """R applied to labelled images: the one R, or (per_class) each image's
+  class's R."""
+  if cfg.per_class:
+    return refine_by_class(cfg, r_params, images, labels, batch_size)
+  return refine_images(cfg, r_params, images, batch_size)
+
+
 def pairs_grid(cfg, r_params, images: np.ndarray, labels: np.ndarray,
                num_classes: int, per_class: int) -> np.ndarray:
-  """uint8 [K, 2 * per_class, ...]: rendered | refined pairs, row = class."""
+  """uint8 [K, 2 * per_class, ...]: rendered | refined pairs, row = class
+  (refined by that class's R with cfg.per_class)."""
   rendered = image_grid.per_class_grid(images, labels, num_classes, per_class)
   flat = rendered.reshape((-1,) + rendered.shape[2:])
-  refined = refine_images(cfg, r_params, flat, len(flat)).reshape(
+  rows = np.repeat(np.arange(num_classes), per_class)
+  refined = refine_labelled(cfg, r_params, flat, rows, len(flat)).reshape(
       rendered.shape)
   return np.stack([rendered, refined], axis=2).reshape(
       (num_classes, 2 * per_class) + rendered.shape[2:])
@@ -351,45 +449,77 @@ def run_key(config) -> str:
 
 def store_meta(config) -> dict[str, Any]:
   r = config.refiner
+  # num_refiners only where stacked, so single-refiner stores stay as they were.
   return {"image_size": config.data.image_size,
           "channels": config.data.channels, "width": r.width,
           "num_blocks": r.num_blocks, "d_width": r.d_width,
-          "history_size": r.history_size}
+          "history_size": r.history_size,
+          **({"num_refiners": num_refiners(config)} if r.per_class else {})}
+
+
+def class_data(images: np.ndarray, labels: np.ndarray | None, num: int,
+               batch_size: int, name: str) -> input_pipeline.ClassData:
+  """`images` grouped by class for K per-class refiners; a class with fewer
+  than `batch_size` images is a one-line error naming it."""
+  if labels is None:
+    raise ValueError(f"refiner.per_class needs the {name} images' labels")
+  input_pipeline.check_labels(labels, num, f"refiner: the {name} images")
+  counts = np.bincount(labels, minlength=num)
+  small = [k for k in range(num) if counts[k] < batch_size]
+  if small:
+    k = small[0]
+    raise image_datasets.DatasetError(
+        f"refiner.per_class: class {k} has {counts[k]} {name} images, fewer "
+        f"than config.refiner.batch_size={batch_size} (classes {small} are "
+        "short); lower config.refiner.batch_size, give every class more "
+        "images, or set config.refiner.per_class=False")
+  return input_pipeline.group_by_class(images, labels, num)
 
 
 # Loop.
 
 
 def train(config, workdir: str, rendered: np.ndarray, real: np.ndarray,
-          grid_data: tuple[np.ndarray, np.ndarray] | None = None
-          ) -> RefinerState:
+          grid_data: tuple[np.ndarray, np.ndarray] | None = None,
+          rendered_labels: np.ndarray | None = None,
+          real_labels: np.ndarray | None = None) -> RefinerState:
   """Trains (or resumes, or returns the finished) refiner; returns its state.
 
-  `rendered`/`real` are uint8 [N, H, W, C]. Checkpoints go to
+  `rendered`/`real` are uint8 [N, H, W, C]. With `refiner.per_class` their
+  labels are needed: K refiners are trained, refiner k on class k's images
+  only, and the state returned is stacked [K, ...]. Checkpoints go to
   checkpoints/refiner/<run_key>; a grid of rendered | refined pairs (from
   `grid_data` = (images, labels)) is written at every checkpoint.
   """
   cfg = config.refiner
   shape = tuple(rendered.shape[1:])
-  for name, images in (("rendered", rendered), ("real", real)):
-    if len(images) < cfg.batch_size:
-      raise image_datasets.DatasetError(
-          f"refiner: {len(images)} {name} images, fewer than "
-          f"config.refiner.batch_size={cfg.batch_size}")
+  num = num_refiners(config)
+  if num:
+    data = (class_data(rendered, rendered_labels, num, cfg.batch_size,
+                       "rendered"),
+            class_data(real, real_labels, num, cfg.batch_size, "real"))
+  else:
+    data = (rendered, real)
+    for name, images in (("rendered", rendered), ("real", real)):
+      if len(images) < cfg.batch_size:
+        raise image_datasets.DatasetError(
+            f"refiner: {len(images)} {name} images, fewer than "
+            f"config.refiner.batch_size={cfg.batch_size}")
   mngr = store.manager(checkpoint_dir(workdir, run_key(config)))
   meta = store_meta(config)
-  state = store.restore_latest(mngr, abstract_state(cfg, shape), meta)
+  state = store.restore_latest(mngr, abstract_state(cfg, shape, num), meta)
   if state is None:
-    state = create_state(cfg, shape,
-                         jax.random.fold_in(jax.random.key(config.seed), 21))
-  start = step = int(state.step)
+    key = jax.random.fold_in(jax.random.key(config.seed), 21)
+    state = (create_states(cfg, shape, key, num) if num
+             else create_state(cfg, shape, key))
+  start = step = steps_done(state)
   total = total_steps(cfg)
   if start:
     logging.info("refiner: resuming from step %d of %d", start, total)
   if start >= total:
     return state
-  chunks = make_train_chunks(cfg)
-  rendered_d, real_d = jax.device_put((rendered, real))
+  chunks = make_train_chunks(cfg, num)
+  data = jax.device_put(data)
   log = metrics_log.MetricsLog(workdir, "refiner_metrics.jsonl")
   t0 = time.time()
   with preemption.StopSignal() as stop:
@@ -398,33 +528,43 @@ def train(config, workdir: str, rendered: np.ndarray, real: np.ndarray,
       n = min(phase_end - step, train_loop.next_chunk(
           step, total, [cfg.log_every, cfg.checkpoint_every]))
       state, metrics = chunks[phase](
-          state, rendered_d, real_d, n,
-          stop=lambda: stop.requested is not None)
-      step = int(state.step)
-      metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-      if not (all(np.isfinite(list(metrics.values())))
-              and bool(params_finite(state))):
+          state, *data, n, stop=lambda: stop.requested is not None)
+      step = steps_done(state)
+      metrics = jax.device_get(metrics)
+      if num:
+        bad = gan_train.nonfinite_gans(
+            metrics, jax.device_get(class_params_finite(state)))
+        where = f"refiner(s) of class(es) {bad}" if bad else None
+      else:
+        metrics = {k: float(v) for k, v in metrics.items()}
+        finite = (all(np.isfinite(list(metrics.values())))
+                  and bool(params_finite(state)))
+        where = None if finite else "refiner"
+      if where:
         log.close()
         raise NonFiniteError(
-            f"refiner became non-finite (NaN/inf loss or parameters) by step "
+            f"{where} became non-finite (NaN/inf loss or parameters) by step "
             f"{step} ({phase}); stopped, the last finite checkpoint is kept. "
             "Lower config.refiner.learning_rate or change config.seed, then "
             "rerun.")
       if step % cfg.log_every == 0 or step == total:
         log.write(step, metrics)
+        mean = {k: float(np.mean(v)) for k, v in metrics.items()}
         rate = (step - start) / max(time.time() - t0, 1e-9)
         logging.info(
             "refiner step %d/%d (%d%%, %s) r_loss %.3f (adv %.3f, l1 %.4f) "
-            "d_loss %.3f D(real) %.2f D(refined) %.2f | %.1f steps/s, "
+            "d_loss %.3f D(real) %.2f D(refined) %.2f%s | %.1f steps/s, "
             "eta %.0fs", step, total, 100 * step // total, phase,
-            metrics["r_loss"], metrics["r_adv"], metrics["r_l1"],
-            metrics["d_loss"], metrics["d_real"], metrics["d_fake"], rate,
+            mean["r_loss"], mean["r_adv"], mean["r_l1"], mean["d_loss"],
+            mean["d_real"], mean["d_fake"],
+            f" (mean of {num} class refiners)" if num else "", rate,
             (total - step) / max(rate, 1e-9))
       if step % cfg.checkpoint_every == 0 or step == total or stop.requested:
         store.save(mngr, step, state, meta)
         if grid_data is not None:
           grid = pairs_grid(cfg, state.r_params, *grid_data,
-                            int(grid_data[1].max()) + 1, cfg.grid_per_class)
+                            num or int(grid_data[1].max()) + 1,
+                            cfg.grid_per_class)
           image_grid.save_grid(os.path.join(
               workdir, "samples", f"refiner_step{step:06d}.png"), grid)
           log.write_images(step, {"refined_pairs": image_grid.grid(grid)[None]})
@@ -438,24 +578,27 @@ def train(config, workdir: str, rendered: np.ndarray, real: np.ndarray,
 
 
 def refine(config, workdir: str) -> str:
-  """The refine stage: trains R on the procedural source against the real
-  training split, then writes the source `refined` (the rendered images
-  refined, with their labels) and samples/refined_pairs.png."""
+  """The refine stage: trains R (or, per_class, one R per class) on the
+  procedural source against the real training split, then writes the source
+  `refined` (each rendered image refined by its R, with its label) and
+  samples/refined_pairs.png."""
   rendered, labels = image_datasets.load_written(
       synthesis.source_dir(workdir, "procedural"), "train")
   rendered = input_pipeline.fit_images(rendered, config.data.image_size,
                                        config.data.channels)
-  real, _ = input_pipeline.load_split(config.data, config.data.train_split)
+  real, real_labels = input_pipeline.load_split(config.data,
+                                                config.data.train_split)
   k = config.data.num_classes
-  state = train(config, workdir, rendered, real, (rendered, labels))
+  state = train(config, workdir, rendered, real, (rendered, labels),
+                rendered_labels=labels, real_labels=real_labels)
   cfg = config.refiner
   grid = pairs_grid(cfg, state.r_params, rendered, labels, k,
                     cfg.grid_per_class)
   image_grid.save_grid(os.path.join(workdir, "samples", "refined_pairs.png"),
                        grid)
-  stamp = {"refiner": run_key(config), "refiner_step": int(state.step),
+  stamp = {"refiner": run_key(config), "refiner_step": steps_done(state),
            "num_images": int(len(labels))}
   return synthesis.store_source(
       workdir, "refined", stamp,
-      lambda: (refine_images(cfg, state.r_params, rendered), labels),
+      lambda: (refine_labelled(cfg, state.r_params, rendered, labels), labels),
       k, config.gan.grid_per_class)

@@ -1,5 +1,8 @@
 """The SimGAN refiner: shape and range, self-regularisation, history buffer,
-resume, the `refine` stage's labelled data set, config errors."""
+resume, the `refine` stage's labelled data set, config errors; the same for
+K per-class refiners trained in one vmapped step."""
+
+import functools
 
 import chex
 import jax
@@ -9,6 +12,7 @@ import pytest
 
 from gansynth import config_schema
 from gansynth import image_datasets
+from gansynth import input_pipeline
 from gansynth import refiner
 from gansynth import synthesis
 
@@ -128,7 +132,7 @@ def test_refine_stage_writes_labelled_set(tiny_config, tmp_path):
 
 
 @pytest.mark.parametrize("field,value", [
-    ("per_class", True), ("width", 0), ("batch_size", 1),
+    ("width", 0), ("batch_size", 1),
     ("history_size", 3), ("reg_lambda", -1.0), ("learning_rate", 0.0),
     ("r_pretrain_steps", -1), ("train_steps", 0), ("beta1", 1.0)])
 def test_bad_refiner_config_is_a_one_line_error(field, value):
@@ -147,3 +151,197 @@ def test_refined_is_a_source():
   config.classifier.sources = "real,refind"
   with pytest.raises(config_schema.ConfigError, match="classifier.sources"):
     config_schema.validate(config)
+
+
+# Per-class refiners (config.refiner.per_class).
+
+
+def per_class_refiner(config, num_classes=3):
+  config = tiny_refiner(config)
+  config.refiner.per_class = True
+  config.data.num_classes = num_classes
+  return config
+
+
+def labelled(counts, seed):
+  """Random images with labels: counts[k] of class k, classes interleaved."""
+  labels = np.concatenate([np.full(n, k, np.int32)
+                           for k, n in enumerate(counts)])
+  labels = np.random.default_rng(seed).permutation(labels)
+  return images(len(labels), seed), labels
+
+
+def test_per_class_state_has_a_leading_class_axis(tiny_config):
+  config = per_class_refiner(tiny_config)
+  cfg = config.refiner
+  stacked = refiner.create_states(cfg, (8, 8, 1), jax.random.key(0), 3)
+  single = refiner.create_state(cfg, (8, 8, 1), jax.random.key(0))
+  chex.assert_trees_all_equal_shapes(
+      jax.tree.map(lambda x: x[0], stacked), single)
+  assert all(x.shape[0] == 3 for x in jax.tree.leaves(stacked))
+  assert jax.tree.structure(refiner.abstract_state(cfg, (8, 8, 1), 3)) == (
+      jax.tree.structure(stacked))
+  # The K refiners start apart (each from its own key).
+  kernel = stacked.r_params["Conv_0"]["kernel"]
+  assert not np.array_equal(kernel[0], kernel[1])
+
+
+def k_steps_and_one_by_one(cfg, phase, rendered, rendered_labels, real,
+                           real_labels, one_step, num_steps=2):
+  """The K-refiner chunk's state and mean metrics, and those of `one_step`
+  (state, k, rendered ClassData, real ClassData) -> (state, metrics) run on
+  each class's refiner alone."""
+  rendered_d = input_pipeline.group_by_class(rendered, rendered_labels, 3)
+  real_d = input_pipeline.group_by_class(real, real_labels, 3)
+  state = refiner.create_states(cfg, (8, 8, 1), jax.random.key(0), 3)
+  state = state.replace(step=state.step + 5)  # batches straddle epochs
+  k_state, k_metrics = refiner.make_train_chunks(cfg, 3)[phase](
+      jax.tree.map(jnp.copy, state), rendered_d, real_d, num_steps)
+  for k in range(3):
+    single = jax.tree.map(lambda x, k=k: x[k], state)
+    sums = {n: 0.0 for n in refiner.METRICS}
+    for _ in range(num_steps):
+      single, metrics = one_step(single, k, rendered_d, real_d)
+      sums = {n: sums[n] + metrics[n] for n in sums}
+    chex.assert_trees_all_close(jax.tree.map(lambda x, k=k: x[k], k_state),
+                                single, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close({n: v[k] for n, v in k_metrics.items()},
+                                {n: v / num_steps for n, v in sums.items()},
+                                rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("phase", refiner.PHASES)
+def test_class_step_equals_one_refiner_per_class(tiny_config, phase):
+  # Classes of equal size (no padding): refiner k's step in the K-refiner
+  # chunk is the one-refiner chunk's step on class k's images alone.
+  cfg = per_class_refiner(tiny_config).refiner
+  one = refiner.make_train_chunks(cfg)[phase]
+  rendered, rendered_labels = labelled([10, 10, 10], 0)
+  real, real_labels = labelled([9, 9, 9], 1)
+  k_steps_and_one_by_one(
+      cfg, phase, rendered, rendered_labels, real, real_labels,
+      lambda s, k, x, y: one(s, x.images[k], y.images[k], 1))
+
+
+def test_class_step_draws_only_each_class_images(tiny_config):
+  # Classes of unequal size: row k is padded, and refiner k draws from its
+  # first counts[k] images, as refiner_step does given that count.
+  cfg = per_class_refiner(tiny_config).refiner
+  r, d = refiner.make_networks(cfg)
+  step = jax.jit(functools.partial(
+      refiner.refiner_step, phase="adversarial", refiner=r, disc=d,
+      tx=refiner.optimizer(cfg), batch_size=cfg.batch_size,
+      reg_lambda=cfg.reg_lambda, r_updates=cfg.r_updates))
+  rendered, rendered_labels = labelled([9, 12, 10], 0)
+  real, real_labels = labelled([15, 8, 11], 1)
+  k_steps_and_one_by_one(
+      cfg, "adversarial", rendered, rendered_labels, real, real_labels,
+      lambda s, k, x, y: step(s, x.images[k], y.images[k],
+                              rendered_count=x.counts[k],
+                              real_count=y.counts[k]))
+
+
+def test_per_class_resumed_training_is_bit_identical(tiny_config, tmp_path):
+  config = per_class_refiner(tiny_config)
+  rendered, rendered_labels = labelled([9, 12, 10], 0)
+  real, real_labels = labelled([15, 8, 11], 1)
+  run = lambda workdir: refiner.train(
+      config, str(workdir), rendered, real, (rendered, rendered_labels),
+      rendered_labels=rendered_labels, real_labels=real_labels)
+  full = run(tmp_path / "full")
+  assert full.step.tolist() == [8, 8, 8]
+  config.refiner.train_steps = 1  # stopped at step 5 ...
+  part = run(tmp_path / "split")
+  assert part.step.tolist() == [5] * 3 and min(part.history_count) > 0
+  config.refiner.train_steps = 4  # ... then resumed from the store
+  resumed = run(tmp_path / "split")
+  chex.assert_trees_all_equal(jax.device_get(full), jax.device_get(resumed))
+  assert (tmp_path / "full" / "samples" / "refiner_step000008.png").exists()
+
+
+def test_one_and_k_refiners_never_share_a_store(tiny_config):
+  config = per_class_refiner(tiny_config)
+  key = refiner.run_key(config)
+  config.refiner.per_class = False
+  assert refiner.run_key(config) != key
+  assert "num_refiners" not in refiner.store_meta(config)
+
+
+def test_nonfinite_class_refiner_is_named(tiny_config, tmp_path,
+                                          monkeypatch):
+  config = per_class_refiner(tiny_config)
+  rendered, rendered_labels = labelled([9, 12, 10], 0)
+  real, real_labels = labelled([15, 8, 11], 1)
+  make = refiner.make_train_chunks
+
+  def poisoned(cfg, num=0):
+    chunks = make(cfg, num)
+
+    def poison(chunk):
+      def run(state, *args, **kwargs):
+        state, metrics = chunk(state, *args, **kwargs)
+        r_params = jax.tree.map(lambda x: x.at[1].set(jnp.nan),
+                                state.r_params)
+        return state.replace(r_params=r_params), metrics
+      return run
+    return {phase: poison(c) for phase, c in chunks.items()}
+  monkeypatch.setattr(refiner, "make_train_chunks", poisoned)
+  with pytest.raises(refiner.NonFiniteError,
+                     match=r"class\(es\) \[1\] became non-finite"):
+    refiner.train(config, str(tmp_path), rendered, real,
+                  rendered_labels=rendered_labels, real_labels=real_labels)
+
+
+def test_per_class_refine_stage_keeps_labels_and_shapes(tiny_config,
+                                                       tmp_path):
+  config = per_class_refiner(tiny_config, num_classes=10)
+  config.procedural.num_per_class = 8
+  config.procedural.workers = 1
+  config.classifier.sources = "real,procedural,refined"
+  config_schema.validate(config)
+  workdir = str(tmp_path)
+  synthesis.render_procedural(config, workdir)
+  refiner.refine(config, workdir)
+  rendered, labels = image_datasets.load_written(
+      synthesis.source_dir(workdir, "procedural"), "train")
+  refined, refined_labels = image_datasets.load_written(
+      synthesis.source_dir(workdir, "refined"), "train")
+  np.testing.assert_array_equal(refined_labels, labels)
+  assert refined.shape == rendered.shape and refined.dtype == np.uint8
+  assert (tmp_path / "samples" / "refined_pairs.png").exists()
+
+
+def test_refine_by_class_uses_each_class_refiner(tiny_config):
+  cfg = per_class_refiner(tiny_config).refiner
+  state = refiner.create_states(cfg, (8, 8, 1), jax.random.key(0), 3)
+  # Refiner 1 pushes every pixel to white; 0 and 2 stay the identity.
+  bias = state.r_params["Conv_1"]["bias"]
+  state = state.replace(r_params={**state.r_params, "Conv_1": {
+      **state.r_params["Conv_1"], "bias": bias.at[1].set(10.0)}})
+  x, labels = labelled([4, 5, 3], 2)
+  out = refiner.refine_by_class(cfg, state.r_params, x, labels)
+  assert out.shape == x.shape and out.dtype == np.uint8
+  np.testing.assert_array_equal(out[labels != 1], x[labels != 1])
+  assert np.all(out[labels == 1] == 255)
+
+
+def test_too_small_class_is_a_one_line_error(tiny_config, tmp_path):
+  config = per_class_refiner(tiny_config)
+  rendered, rendered_labels = labelled([9, 12, 10], 0)
+  real, real_labels = labelled([15, 5, 11], 1)
+  with pytest.raises(image_datasets.DatasetError) as e:
+    refiner.train(config, str(tmp_path), rendered, real,
+                  rendered_labels=rendered_labels, real_labels=real_labels)
+  assert "class 1 has 5 real images" in str(e.value)
+  assert "config.refiner.batch_size=8" in str(e.value)
+  assert "\n" not in str(e.value)
+  # The rendered count per class is known from the config: checked upfront.
+  config = config_schema.default_config()
+  config.refiner.per_class = True
+  config.procedural.num_per_class = 10
+  with pytest.raises(config_schema.ConfigError) as e:
+    config_schema.validate(config)
+  assert str(e.value).startswith("config.refiner.batch_size=64")
+  assert "\n" not in str(e.value)
+  config.refiner.batch_size = 8
+  config_schema.validate(config)
