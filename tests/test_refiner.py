@@ -110,11 +110,13 @@ def test_nonfinite_refiner_stops_with_a_clear_error(tiny_config, tmp_path):
     refiner.train(config, str(tmp_path), images(40, 0), images(40, 1))
 
 
-def test_refine_stage_writes_labelled_set(tiny_config, tmp_path):
-  config = tiny_refiner(tiny_config)
+def refine_and_check_labels(config, tmp_path):
+  """Renders, refines, and checks the refined set keeps the rendered
+  images' labels, shape and dtype and that the pairs PNG is written."""
   config.procedural.num_per_class = 8
   config.procedural.workers = 1
   config.classifier.sources = "real,procedural,refined"
+  config_schema.validate(config)
   workdir = str(tmp_path)
   synthesis.render_procedural(config, workdir)
   refiner.refine(config, workdir)
@@ -125,6 +127,12 @@ def test_refine_stage_writes_labelled_set(tiny_config, tmp_path):
   np.testing.assert_array_equal(refined_labels, labels)
   assert refined.shape == rendered.shape and refined.dtype == np.uint8
   assert (tmp_path / "samples" / "refined_pairs.png").exists()
+  return workdir
+
+
+def test_refine_stage_writes_labelled_set(tiny_config, tmp_path):
+  config = tiny_refiner(tiny_config)
+  workdir = refine_and_check_labels(config, tmp_path)
   # A rerun keeps the finished refiner and the written set.
   stamp = (tmp_path / "synthetic" / "refined.json").read_text()
   refiner.refine(config, workdir)
@@ -295,20 +303,7 @@ def test_nonfinite_class_refiner_is_named(tiny_config, tmp_path,
 def test_per_class_refine_stage_keeps_labels_and_shapes(tiny_config,
                                                        tmp_path):
   config = per_class_refiner(tiny_config, num_classes=10)
-  config.procedural.num_per_class = 8
-  config.procedural.workers = 1
-  config.classifier.sources = "real,procedural,refined"
-  config_schema.validate(config)
-  workdir = str(tmp_path)
-  synthesis.render_procedural(config, workdir)
-  refiner.refine(config, workdir)
-  rendered, labels = image_datasets.load_written(
-      synthesis.source_dir(workdir, "procedural"), "train")
-  refined, refined_labels = image_datasets.load_written(
-      synthesis.source_dir(workdir, "refined"), "train")
-  np.testing.assert_array_equal(refined_labels, labels)
-  assert refined.shape == rendered.shape and refined.dtype == np.uint8
-  assert (tmp_path / "samples" / "refined_pairs.png").exists()
+  refine_and_check_labels(config, tmp_path)
 
 
 def test_refine_by_class_uses_each_class_refiner(tiny_config):
