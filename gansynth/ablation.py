@@ -26,7 +26,8 @@ from typing import Any
 from absl import app
 from absl import flags
 from absl import logging
-import numpy as np
+
+from gansynth import results
 
 # What turning each technique off means: config.gan fields and their values.
 TECHNIQUES = {
@@ -70,7 +71,7 @@ def run(config, workdir: str) -> dict[str, Any]:
   """Trains and scores every variant; writes ablation.md/json."""
   # Heavy imports here, so that --help stays fast.
   from gansynth import classifier_train, config_schema, evaluation  # pylint: disable=g-import-not-at-top
-  from gansynth import gan_train, input_pipeline, pipeline  # pylint: disable=g-import-not-at-top
+  from gansynth import input_pipeline, pipeline  # pylint: disable=g-import-not-at-top
   config_schema.validate(config)
   os.makedirs(workdir, exist_ok=True)
   seeds = list(range(config.evaluation.seeds))
@@ -118,7 +119,6 @@ def _stage_seconds(workdir: str, stage: str):
 
 
 def markdown(config, rows: dict[str, Any], seeds: list[int]) -> str:
-  k = len(next(iter(rows.values()))["cas_per_class"])
   lines = [
       f"# Ablation: {config.data.name}", "",
       f"GAN-only CAS: a classifier trained on each variant's "
@@ -136,15 +136,12 @@ def markdown(config, rows: dict[str, Any], seeds: list[int]) -> str:
         f"{100 * r['cas_mean']:.1f} ± {100 * r['cas_std']:.1f} | "
         f"{r['frechet']:.2f} | {r['recall']:.2f} | "
         f"{'' if t is None else f'{t:.0f}'} |")
-  for metric, scale, fmt in (("cas_per_class", 100, ".0f"),
-                             ("frechet_per_class", 1, ".2f"),
-                             ("recall_per_class", 1, ".2f")):
-    lines += ["", f"Per class, {metric.replace('_per_class', '')}:", "",
-              "| variant | " + " | ".join(map(str, range(k))) + " |",
-              "| --- |" + " ---: |" * k]
-    for name, r in rows.items():
-      lines.append(f"| {name} | " + " | ".join(
-          f"{scale * v:{fmt}}" for v in r[metric]) + " |")
+  for metric, cell in (("cas_per_class", results.percent),
+                       ("frechet_per_class", lambda v: f"{v:.2f}"),
+                       ("recall_per_class", lambda v: f"{v:.2f}")):
+    lines += ["", f"Per class, {metric.replace('_per_class', '')}:", ""]
+    lines += results.class_table(
+        "variant", {n: r[metric] for n, r in rows.items()}, cell)
   return "\n".join(lines) + "\n"
 
 

@@ -89,10 +89,15 @@ class Run:
       return json.load(f)
 
   @functools.cached_property
+  def _nets(self):
+    from gansynth import gan_train  # pylint: disable=g-import-not-at-top
+    return gan_train.make_nets(self.config)
+
+  @functools.cached_property
   def generators(self):
     """The newest stored GAN state (gan_train.GANState, K GANs stacked)."""
-    from gansynth import synthesis  # pylint: disable=g-import-not-at-top
-    return synthesis.load_generators(self.config, self.workdir)
+    from gansynth import gan_train  # pylint: disable=g-import-not-at-top
+    return gan_train.restore_trained(self.config, self.workdir, self._nets)
 
   @functools.cached_property
   def class_names(self) -> list[str]:
@@ -116,7 +121,7 @@ class Run:
   @functools.cached_property
   def _sampler(self):
     from gansynth import gan_train  # pylint: disable=g-import-not-at-top
-    return gan_train.make_sampler(self.config)
+    return gan_train.make_sampler(self.config, self._nets)
 
   def sample(self, label: int | str, n: int = 16, seed: int = 0
              ) -> np.ndarray:

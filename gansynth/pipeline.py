@@ -17,18 +17,14 @@ import time
 
 from absl import logging
 import jax
-import numpy as np
 
-from gansynth import classifier_train
 from gansynth import config_schema
 from gansynth import data_import
 from gansynth import evaluation
 from gansynth import gan_train
-from gansynth import input_pipeline
 from gansynth import metrics_log
 from gansynth import parallel
 from gansynth import refiner
-from gansynth import results
 from gansynth import synthesis
 from gansynth import workdir_lock
 from gansynth.config_schema import ConfigError
@@ -68,37 +64,6 @@ def prepare_workdir(config, workdir: str) -> None:
   except OSError as e:
     raise ConfigError(f"--workdir={workdir} is not writable ({e.strerror}); "
                       "choose a directory you can write to") from None
-
-
-def classify(config, workdir: str) -> dict:
-  """Trains the classifier on every source, tests on real; writes results."""
-  test_images, test_labels = input_pipeline.load_split(
-      config.data, config.data.test_split)
-  out = {"dataset": config.data.name, "test_split": config.data.test_split,
-         "num_test_images": int(len(test_labels)), "seed": config.seed,
-         "classifier": config.classifier.to_dict(), "sources": {}}
-  for source in config_schema.split_list(config.classifier.sources):
-    t0 = time.time()
-    images, labels = classifier_train.load_source(config, workdir, source)
-    input_pipeline.check_labels(labels, config.data.num_classes, source)
-    state = classifier_train.train(config, workdir, source, images, labels,
-                                   config.classifier.seed)
-    predictions = classifier_train.predict(config, state.params, test_images)
-    scores = classifier_train.scores(predictions, test_labels,
-                                     config.data.num_classes)
-    scores["num_train_images"] = int(len(labels))
-    scores["train_images_per_class"] = np.bincount(
-        labels, minlength=config.data.num_classes).tolist()
-    scores["seconds"] = round(time.time() - t0, 1)
-    out["sources"][source] = scores
-    logging.info("classifier[%s]: test accuracy %.2f%% (%d training images)",
-                 source, 100 * scores["accuracy"], len(labels))
-  json_path, md_path = results.write(workdir, out)
-  if parallel.is_primary():
-    metrics_log.write_cas(workdir, out, config.classifier.train_steps)
-  logging.info("results in %s (and %s):\n%s", os.path.basename(md_path),
-               os.path.basename(json_path), results.markdown(out))
-  return out
 
 
 def run(config, workdir: str) -> None:
@@ -143,7 +108,7 @@ def run_stages(config, workdir: str) -> None:
   if "refine" in stages or ("synthesize" in stages and "refined" in sources):
     timed("refine", refiner.refine, config, workdir)
   if "classify" in stages:
-    timed("classify", classify, config, workdir)
+    timed("classify", evaluation.classify, config, workdir)
   if "evaluate" in stages:
     timed("evaluate", evaluation.evaluate, config, workdir)
   if parallel.is_primary():

@@ -23,7 +23,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 import time
 from typing import Any, Callable
 
@@ -39,9 +38,10 @@ from gansynth import image_datasets
 from gansynth import image_grid
 from gansynth import input_pipeline
 from gansynth import metrics_log
+from gansynth import paths
 from gansynth import preemption
+from gansynth import sources
 from gansynth import store
-from gansynth import synthesis
 from gansynth import train_loop
 
 PHASES = ("pretrain_r", "pretrain_d", "adversarial")
@@ -329,10 +329,6 @@ def pairs_grid(cfg, r_params, images: np.ndarray, labels: np.ndarray,
 # Store.
 
 
-def checkpoint_dir(workdir: str, key: str) -> str:
-  return os.path.join(os.path.abspath(workdir), "checkpoints", "refiner", key)
-
-
 def run_key(config) -> str:
   """A short hash of what a refiner's training depends on (its settings, the
   procedural set, the real split): another one trains into another store."""
@@ -376,7 +372,7 @@ def train(config, workdir: str, rendered: np.ndarray, real: np.ndarray,
       raise image_datasets.DatasetError(
           f"refiner: {len(images)} {name} images, fewer than "
           f"config.refiner.batch_size={cfg.batch_size}")
-  mngr = store.manager(checkpoint_dir(workdir, run_key(config)))
+  mngr = store.manager(paths.refiner_checkpoints(workdir, run_key(config)))
   meta = store_meta(config)
   state = store.restore_latest(mngr, abstract_state(cfg, shape), meta)
   if state is None:
@@ -390,7 +386,7 @@ def train(config, workdir: str, rendered: np.ndarray, real: np.ndarray,
     return state
   chunks = make_train_chunks(cfg)
   rendered_d, real_d = jax.device_put((rendered, real))
-  log = metrics_log.MetricsLog(workdir, "refiner_metrics.jsonl")
+  log = metrics_log.MetricsLog(workdir, paths.REFINER_METRICS)
   t0 = time.time()
   with preemption.StopSignal() as stop:
     while step < total:
@@ -425,8 +421,7 @@ def train(config, workdir: str, rendered: np.ndarray, real: np.ndarray,
         if grid_data is not None:
           grid = pairs_grid(cfg, state.r_params, *grid_data,
                             int(grid_data[1].max()) + 1, cfg.grid_per_class)
-          image_grid.save_grid(os.path.join(
-              workdir, "samples", f"refiner_step{step:06d}.png"), grid)
+          image_grid.save_grid(paths.refiner_samples(workdir, step), grid)
           log.write_images(step, {"refined_pairs": image_grid.grid(grid)[None]})
       if stop.requested:
         log.close()
@@ -442,7 +437,7 @@ def refine(config, workdir: str) -> str:
   training split, then writes the source `refined` (the rendered images
   refined, with their labels) and samples/refined_pairs.png."""
   rendered, labels = image_datasets.load_written(
-      synthesis.source_dir(workdir, "procedural"), "train")
+      paths.source_dir(workdir, "procedural"), "train")
   rendered = input_pipeline.fit_images(rendered, config.data.image_size,
                                        config.data.channels)
   real, _ = input_pipeline.load_split(config.data, config.data.train_split)
@@ -451,11 +446,10 @@ def refine(config, workdir: str) -> str:
   cfg = config.refiner
   grid = pairs_grid(cfg, state.r_params, rendered, labels, k,
                     cfg.grid_per_class)
-  image_grid.save_grid(os.path.join(workdir, "samples", "refined_pairs.png"),
-                       grid)
+  image_grid.save_grid(paths.refined_pairs(workdir), grid)
   stamp = {"refiner": run_key(config), "refiner_step": int(state.step),
            "num_images": int(len(labels))}
-  return synthesis.store_source(
+  return sources.store_source(
       workdir, "refined", stamp,
       lambda: (refine_images(cfg, state.r_params, rendered), labels),
       k, config.gan.grid_per_class)

@@ -44,16 +44,6 @@ class CorruptCheckpoint(CheckpointError):
   """One stored step cannot be used: unreadable, unfinished or corrupt."""
 
 
-def gan_dir(workdir: str) -> str:
-  return paths.gan_checkpoints(workdir)
-
-
-def classifier_dir(workdir: str, source: str, seed: int,
-                   data_fingerprint: str) -> str:
-  """One classifier per source, seed and exact training set."""
-  return paths.classifier_checkpoints(workdir, source, seed, data_fingerprint)
-
-
 def manager(directory: str, max_to_keep: int = 3) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(
       max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True,

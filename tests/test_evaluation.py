@@ -15,7 +15,7 @@ from gansynth import evaluation
 from gansynth import gan_train
 from gansynth import input_pipeline
 from gansynth import pipeline
-from gansynth import synthesis
+from gansynth import sources
 
 
 def eval_config(tfds_dir):
@@ -73,7 +73,7 @@ def test_cas_identical_source_scores_like_real_shuffled_near_chance(
   real = classifier_train.load_source(config, workdir, "real")
   shuffled = real[1][np.random.default_rng(0).permutation(len(real[1]))]
   for name, labels in (("gan", real[1]), ("procedural", shuffled)):
-    synthesis.store_source(workdir, name, {}, lambda l=labels: (real[0], l),
+    sources.store_source(workdir, name, {}, lambda l=labels: (real[0], l),
                            config.data.num_classes, 2)
   test = input_pipeline.load_split(config.data, config.data.test_split)
   acc = {s: evaluation.score_seeds(
