@@ -23,6 +23,7 @@ import ml_collections
 import numpy as np
 
 from gansynth import config_schema
+from gansynth import paths
 from gansynth.config_schema import ConfigError
 
 Config = ml_collections.ConfigDict | str
@@ -39,7 +40,7 @@ def as_config(config: Config) -> ml_collections.ConfigDict:
 def read_config(workdir: str) -> ml_collections.ConfigDict:
   """The config of the newest invocation stored in `workdir`/config.json,
   as a locked ConfigDict of the schema (tuples and types as configs have)."""
-  path = os.path.join(workdir, "config.json")
+  path = paths.config_file(workdir)
   if not os.path.isfile(path):
     raise ConfigError(f"no config.json in {workdir}: not a gansynth workdir "
                       "(or no stage has run in it yet)")
@@ -82,7 +83,7 @@ class Run:
   @property
   def results(self) -> dict[str, Any] | None:
     """results.json (test accuracy per source), None before classify."""
-    path = os.path.join(self.workdir, "results.json")
+    path = paths.results_json(self.workdir)
     if not os.path.isfile(path):
       return None
     with open(path) as f:
@@ -158,17 +159,11 @@ def load(workdir: str) -> Run:
 
 def run(config: Config, workdir: str, stages: str | None = None) -> Run:
   """Runs the config's stages (or `stages`, e.g. "train_gan,synthesize")."""
-  # pylint: disable=g-import-not-at-top
-  from gansynth import parallel
-  from gansynth import pipeline
-  from gansynth import runtime
+  from gansynth import pipeline  # pylint: disable=g-import-not-at-top
   config = as_config(config)
   if stages is not None:
     config = copy.deepcopy(config)
     config.stages = stages
-  config_schema.validate(config)
-  runtime.prepare_libraries()
-  parallel.initialize(config)
   pipeline.run(config, workdir)
   return Run(workdir, config)
 

@@ -172,8 +172,7 @@ def show_results(workdir: str) -> str:
   """Renders results.md (and the evaluation report, if any) as Markdown."""
   from IPython import display  # pylint: disable=g-import-not-at-top
   text = ""
-  for name in ("results.md", "report.md"):
-    path = os.path.join(workdir, name)
+  for path in (paths.results_md(workdir), paths.report_md(workdir)):
     if os.path.exists(path):
       with open(path) as f:
         text += f.read() + "\n"

@@ -5,6 +5,11 @@ Stages talk only through the workdir: the Orbax store (checkpoints/), the
 synthetic data sets (synthetic/) and result files. So any stage can be rerun
 on its own (``--config.stages=classify``), and a rerun of a finished stage
 reuses what is stored instead of redoing it.
+
+`run` is the one entry of the command line, the Python API and the notebook:
+it validates the config (once, before TensorFlow is imported, so a bad value
+fails at once) and sets up the libraries. The stage modules are imported
+only after that.
 """
 
 from __future__ import annotations
@@ -19,13 +24,9 @@ from absl import logging
 import jax
 
 from gansynth import config_schema
-from gansynth import data_import
-from gansynth import evaluation
-from gansynth import gan_train
-from gansynth import metrics_log
 from gansynth import parallel
-from gansynth import refiner
-from gansynth import synthesis
+from gansynth import paths
+from gansynth import runtime
 from gansynth import workdir_lock
 from gansynth.config_schema import ConfigError
 
@@ -58,7 +59,7 @@ def prepare_workdir(config, workdir: str) -> None:
   try:
     os.makedirs(workdir, exist_ok=True)
     if parallel.is_primary():
-      append_entry(os.path.join(workdir, "config.json"),
+      append_entry(paths.config_file(workdir),
                    {"config": json.loads(config.to_json_best_effort())},
                    "config")
   except OSError as e:
@@ -68,7 +69,7 @@ def prepare_workdir(config, workdir: str) -> None:
 
 def run(config, workdir: str) -> None:
   """Runs the configured stages in order, as the workdir's one writer."""
-  config_schema.validate(config)
+  set_up(config)
   prepare_workdir(config, workdir)
   lock = (workdir_lock.hold(workdir) if parallel.is_primary()
           else contextlib.nullcontext())
@@ -76,8 +77,23 @@ def run(config, workdir: str) -> None:
     run_stages(config, workdir)
 
 
+def set_up(config) -> None:
+  """What every run does first: validate the config (ConfigError), keep TF
+  off the accelerators, join the multi-host job if configured."""
+  config_schema.validate(config)
+  runtime.prepare_libraries()
+  parallel.initialize(config)
+
+
 def run_stages(config, workdir: str) -> None:
   """The stages of `run`, in order (the workdir is prepared and locked)."""
+  # pylint: disable=g-import-not-at-top
+  from gansynth import data_import
+  from gansynth import evaluation
+  from gansynth import gan_train
+  from gansynth import metrics_log
+  from gansynth import refiner
+  from gansynth import synthesis
   stages = config_schema.split_list(config.stages)
   logging.info("gansynth: stages %s, workdir %s, %d %s device(s)",
                ",".join(stages), workdir, jax.device_count(),
@@ -112,5 +128,5 @@ def run_stages(config, workdir: str) -> None:
   if "evaluate" in stages:
     timed("evaluate", evaluation.evaluate, config, workdir)
   if parallel.is_primary():
-    append_entry(os.path.join(workdir, "timings.json"),
+    append_entry(paths.timings_file(workdir),
                  {"stages": stages, "seconds": timings}, "seconds")

@@ -15,6 +15,7 @@ from gansynth import evaluation
 from gansynth import gan_train
 from gansynth import input_pipeline
 from gansynth import pipeline
+from gansynth import results
 from gansynth import sources
 
 
@@ -158,6 +159,29 @@ def test_report_files(finished_workdir):
   assert len(links) >= 4
   for link in links + report["figures"]["gan_class_over_steps"]:
     assert Path(workdir, link).is_file(), link
+
+
+def test_classify_is_the_cas_with_one_seed(finished_workdir):
+  """results.json is evaluation.cas with the seed classifier.seed, and the
+  evaluate stage's seed-0 scores are the very same classifiers."""
+  config, workdir = finished_workdir
+  stored = json.loads(Path(workdir, "results.json").read_text())
+  test = input_pipeline.load_split(config.data, config.data.test_split)
+  scored = evaluation.cas(config, workdir, ["real", "gan"],
+                          [config.classifier.seed], test)
+  again = json.loads(json.dumps(results.summary(config, len(test[1]), scored)))
+  for r in (stored, again):
+    for source in r["sources"].values():
+      del source["seconds"]
+  assert again == stored
+  if not os.path.exists(os.path.join(workdir, "report.json")):
+    evaluation.evaluate(config, workdir)
+  report = json.loads(Path(workdir, "report.json").read_text())
+  assert config.classifier.seed == report["seeds"][0] == 0
+  for source, r in stored["sources"].items():
+    assert report["cas"][source]["accuracies"][0] == r["accuracy"]
+    assert report["cas"][source]["train_images_per_class"] == (
+        r["train_images_per_class"])
 
 
 def test_validate_rejects_bad_evaluation_fields(tfds_dir):
