@@ -239,29 +239,17 @@ def train(config, workdir: str, source: str, images: np.ndarray,
 
 def predict(config, params, images: np.ndarray) -> np.ndarray:
   """Predicted labels for uint8 images."""
-  return _in_batches(config, params, images, features=False)
+  apply = _apply_fn(config.data.num_classes, config.classifier.width, False)
+  return input_pipeline.in_batches(lambda x: apply(params, x), images,
+                                   config.classifier.eval_batch_size)
 
 
 def features(config, params, images: np.ndarray) -> np.ndarray:
   """Penultimate-layer features for uint8 images (the evaluation's feature
   space)."""
-  return _in_batches(config, params, images, features=True)
-
-
-def _in_batches(config, params, images: np.ndarray,
-                features: bool) -> np.ndarray:
-  apply = _apply_fn(config.data.num_classes, config.classifier.width,
-                    features)
-  bs = config.classifier.eval_batch_size
-  out = []
-  for start in range(0, len(images), bs):
-    batch = images[start:start + bs]
-    pad = bs - len(batch)
-    if pad:  # Keep one batch shape: one compilation.
-      batch = np.concatenate([batch, np.zeros((pad,) + batch.shape[1:],
-                                              batch.dtype)])
-    out.append(np.asarray(apply(params, batch))[:bs - pad])
-  return np.concatenate(out)
+  apply = _apply_fn(config.data.num_classes, config.classifier.width, True)
+  return input_pipeline.in_batches(lambda x: apply(params, x), images,
+                                   config.classifier.eval_batch_size)
 
 
 def scores(predictions: np.ndarray, labels: np.ndarray,

@@ -127,9 +127,9 @@ def score_seeds(config, workdir: str, name: str,
   t0 = time.time()
   for seed in seeds:
     images, labels = make_data(seed)
+    input_pipeline.check_labels(labels, k, name)
     counts.append(len(labels))
     class_counts.append(np.bincount(labels, minlength=k).tolist())
-    input_pipeline.check_labels(labels, k, name)
     state = classifier_train.train(
         config, workdir, name,
         *fill_batch((images, labels), config.classifier.batch_size), seed)

@@ -303,16 +303,9 @@ def refine_images(cfg, r_params, images: np.ndarray,
                   batch_size: int = 1000) -> np.ndarray:
   """R applied to uint8 images, in batches of one shape: uint8 out."""
   apply = _apply_fn(cfg.width, cfg.num_blocks)
-  out = []
-  for start in range(0, len(images), batch_size):
-    batch = images[start:start + batch_size]
-    pad = batch_size - len(batch)
-    if pad:
-      batch = np.concatenate([batch, np.zeros((pad,) + batch.shape[1:],
-                                              batch.dtype)])
-    out.append(input_pipeline.to_uint8(apply(r_params, batch))[
-        :batch_size - pad])
-  return np.concatenate(out)
+  return input_pipeline.in_batches(
+      lambda x: input_pipeline.to_uint8(apply(r_params, x)), images,
+      batch_size)
 
 
 def pairs_grid(cfg, r_params, images: np.ndarray, labels: np.ndarray,
