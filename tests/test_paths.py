@@ -32,7 +32,7 @@ def test_reading_a_stage_output_does_not_import_the_stage_that_wrote_it():
           "print(sorted(m for m in ('gansynth.synthesis', 'gansynth.gan_train',"
           " 'gansynth.procedural', 'PIL.ImageFont') if m in sys.modules))")
   out = subprocess.run([sys.executable, "-c", code], capture_output=True,
-                       text=True, timeout=120, check=True)
+                       text=True, timeout=900, check=True)
   assert out.stdout.strip() == "[]", out.stdout + out.stderr[-2000:]
 
 
