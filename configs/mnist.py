@@ -24,7 +24,6 @@ Offline import of the original IDX files (see README, "Real data"):
 """
 
 from gansynth import config_schema
-from gansynth import procedural
 
 
 def get_config(variant: str = ""):
@@ -48,7 +47,7 @@ def get_config(variant: str = ""):
   config.gan.sample_every = 1000
   config.synthesis.num_per_class = 5500  # about MNIST's digits per class
   config.procedural.num_per_class = 5500
-  config.procedural.render = procedural.default_config("mnist")
+  config.procedural.render = config_schema.render_config("mnist")
   config.classifier.sources = "real,gan,procedural"
   config.classifier.epochs = 10
   config.classifier.schedule = "cosine"

@@ -19,7 +19,6 @@ default: 2 seeds, 5% and all real labels, with and without GAN images).
 """
 
 from gansynth import config_schema
-from gansynth import procedural
 
 
 def get_config(variant: str = ""):
@@ -42,7 +41,7 @@ def get_config(variant: str = ""):
   config.gan.sample_every = 500
   config.synthesis.num_per_class = 500
   config.procedural.num_per_class = 500
-  config.procedural.render = procedural.default_config("digits")
+  config.procedural.render = config_schema.render_config("digits")
   config.classifier.width = 32
   config.classifier.batch_size = 64
   config.classifier.epochs = 40

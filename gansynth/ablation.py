@@ -26,7 +26,9 @@ from typing import Any
 from absl import app
 from absl import flags
 from absl import logging
-import numpy as np
+
+from gansynth import paths
+from gansynth import results
 
 # What turning each technique off means: config.gan fields and their values.
 TECHNIQUES = {
@@ -68,10 +70,11 @@ def variant_config(config, overrides: dict[str, Any]):
 
 def run(config, workdir: str) -> dict[str, Any]:
   """Trains and scores every variant; writes ablation.md/json."""
-  # Heavy imports here, so that --help stays fast.
-  from gansynth import classifier_train, config_schema, evaluation  # pylint: disable=g-import-not-at-top
-  from gansynth import gan_train, input_pipeline, pipeline  # pylint: disable=g-import-not-at-top
-  config_schema.validate(config)
+  # Heavy imports here (after set_up), so that --help stays fast.
+  # pylint: disable=g-import-not-at-top
+  from gansynth import pipeline
+  pipeline.set_up(config)
+  from gansynth import classifier_train, evaluation, input_pipeline
   os.makedirs(workdir, exist_ok=True)
   seeds = list(range(config.evaluation.seeds))
   test = input_pipeline.load_split(config.data, config.data.test_split)
@@ -82,7 +85,7 @@ def run(config, workdir: str) -> dict[str, Any]:
   for name, overrides in variants(config).items():
     t0 = time.time()
     c = variant_config(config, overrides)
-    sub = os.path.join(workdir, name)
+    sub = paths.ablation_variant(workdir, name)
     logging.info("ablation: variant %s (%s)", name, overrides or "recipe")
     pipeline.run(c, sub)
     gan = classifier_train.load_source(c, sub, "gan")
@@ -107,7 +110,7 @@ def run(config, workdir: str) -> dict[str, Any]:
 def _stage_seconds(workdir: str, stage: str):
   """Seconds of `stage` in the newest invocation that ran it (timings.json)."""
   try:
-    with open(os.path.join(workdir, "timings.json")) as f:
+    with open(paths.timings_file(workdir)) as f:
       entries = json.load(f)
   except (OSError, ValueError):
     return None
@@ -118,7 +121,6 @@ def _stage_seconds(workdir: str, stage: str):
 
 
 def markdown(config, rows: dict[str, Any], seeds: list[int]) -> str:
-  k = len(next(iter(rows.values()))["cas_per_class"])
   lines = [
       f"# Ablation: {config.data.name}", "",
       f"GAN-only CAS: a classifier trained on each variant's "
@@ -136,25 +138,22 @@ def markdown(config, rows: dict[str, Any], seeds: list[int]) -> str:
         f"{100 * r['cas_mean']:.1f} ± {100 * r['cas_std']:.1f} | "
         f"{r['frechet']:.2f} | {r['recall']:.2f} | "
         f"{'' if t is None else f'{t:.0f}'} |")
-  for metric, scale, fmt in (("cas_per_class", 100, ".0f"),
-                             ("frechet_per_class", 1, ".2f"),
-                             ("recall_per_class", 1, ".2f")):
-    lines += ["", f"Per class, {metric.replace('_per_class', '')}:", "",
-              "| variant | " + " | ".join(map(str, range(k))) + " |",
-              "| --- |" + " ---: |" * k]
-    for name, r in rows.items():
-      lines.append(f"| {name} | " + " | ".join(
-          f"{scale * v:{fmt}}" for v in r[metric]) + " |")
+  for metric, cell in (("cas_per_class", results.percent),
+                       ("frechet_per_class", lambda v: f"{v:.2f}"),
+                       ("recall_per_class", lambda v: f"{v:.2f}")):
+    lines += ["", f"Per class, {metric.replace('_per_class', '')}:", ""]
+    lines += results.class_table(
+        "variant", {n: r[metric] for n, r in rows.items()}, cell)
   return "\n".join(lines) + "\n"
 
 
 def write(workdir: str, config, rows: dict[str, Any],
           seeds: list[int]) -> None:
-  with open(os.path.join(workdir, "ablation.json"), "w") as f:
+  with open(paths.ablation_json(workdir), "w") as f:
     json.dump({"dataset": config.data.name,
                "test_split": config.data.test_split, "seeds": seeds,
                "rows": rows}, f, indent=2)
-  with open(os.path.join(workdir, "ablation.md"), "w") as f:
+  with open(paths.ablation_md(workdir), "w") as f:
     f.write(markdown(config, rows, seeds))
 
 
@@ -163,7 +162,7 @@ def main(argv):
     raise app.UsageError("Too many command-line arguments.")
   rows = run(flags.FLAGS.config, flags.FLAGS.workdir)
   print(f"ablation: {len(rows)} variants, table in "
-        f"{os.path.join(flags.FLAGS.workdir, 'ablation.md')}")
+        f"{paths.ablation_md(flags.FLAGS.workdir)}")
 
 
 if __name__ == "__main__":

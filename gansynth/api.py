@@ -23,6 +23,7 @@ import ml_collections
 import numpy as np
 
 from gansynth import config_schema
+from gansynth import paths
 from gansynth.config_schema import ConfigError
 
 Config = ml_collections.ConfigDict | str
@@ -39,7 +40,7 @@ def as_config(config: Config) -> ml_collections.ConfigDict:
 def read_config(workdir: str) -> ml_collections.ConfigDict:
   """The config of the newest invocation stored in `workdir`/config.json,
   as a locked ConfigDict of the schema (tuples and types as configs have)."""
-  path = os.path.join(workdir, "config.json")
+  path = paths.config_file(workdir)
   if not os.path.isfile(path):
     raise ConfigError(f"no config.json in {workdir}: not a gansynth workdir "
                       "(or no stage has run in it yet)")
@@ -82,17 +83,22 @@ class Run:
   @property
   def results(self) -> dict[str, Any] | None:
     """results.json (test accuracy per source), None before classify."""
-    path = os.path.join(self.workdir, "results.json")
+    path = paths.results_json(self.workdir)
     if not os.path.isfile(path):
       return None
     with open(path) as f:
       return json.load(f)
 
   @functools.cached_property
+  def _nets(self):
+    from gansynth import gan_train  # pylint: disable=g-import-not-at-top
+    return gan_train.make_nets(self.config)
+
+  @functools.cached_property
   def generators(self):
     """The newest stored GAN state (gan_train.GANState, K GANs stacked)."""
-    from gansynth import synthesis  # pylint: disable=g-import-not-at-top
-    return synthesis.load_generators(self.config, self.workdir)
+    from gansynth import gan_train  # pylint: disable=g-import-not-at-top
+    return gan_train.restore_trained(self.config, self.workdir, self._nets)
 
   @functools.cached_property
   def class_names(self) -> list[str]:
@@ -116,7 +122,7 @@ class Run:
   @functools.cached_property
   def _sampler(self):
     from gansynth import gan_train  # pylint: disable=g-import-not-at-top
-    return gan_train.make_sampler(self.config)
+    return gan_train.make_sampler(self.config, self._nets)
 
   def sample(self, label: int | str, n: int = 16, seed: int = 0
              ) -> np.ndarray:
@@ -153,17 +159,11 @@ def load(workdir: str) -> Run:
 
 def run(config: Config, workdir: str, stages: str | None = None) -> Run:
   """Runs the config's stages (or `stages`, e.g. "train_gan,synthesize")."""
-  # pylint: disable=g-import-not-at-top
-  from gansynth import parallel
-  from gansynth import pipeline
-  from gansynth import runtime
+  from gansynth import pipeline  # pylint: disable=g-import-not-at-top
   config = as_config(config)
   if stages is not None:
     config = copy.deepcopy(config)
     config.stages = stages
-  config_schema.validate(config)
-  runtime.prepare_libraries()
-  parallel.initialize(config)
   pipeline.run(config, workdir)
   return Run(workdir, config)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 import time
 from typing import Any
 
@@ -29,8 +28,8 @@ from gansynth import metrics_log
 from gansynth import models
 from gansynth import paths
 from gansynth import progress
+from gansynth import sources
 from gansynth import store
-from gansynth import synthesis
 from gansynth import train_loop
 
 
@@ -48,7 +47,7 @@ def load_source(config, workdir: str,
   (verified against the digest recorded when it was written)."""
   if source == "real":
     return input_pipeline.load_split(config.data, config.data.train_split)
-  images, labels = synthesis.load_verified(workdir, source)
+  images, labels = sources.load_verified(workdir, source)
   return input_pipeline.fit_images(images, config.data.image_size,
                                    config.data.channels), labels
 
@@ -145,11 +144,17 @@ def _train_chunk(num_classes: int, recipe: tuple, total_steps: int):
 
 
 @functools.lru_cache(maxsize=8)
-def _predict_fn(num_classes: int, width: int):
+def _apply_fn(num_classes: int, width: int, features: bool):
+  """The jitted classifier on uint8 images: labels, or penultimate-layer
+  features with `features`."""
   model = models.make_classifier(
       ml_collections.ConfigDict({"width": width}), num_classes)
-  return jax.jit(lambda p, x: jnp.argmax(
-      model.apply({"params": p}, input_pipeline.to_float(x)), -1))
+
+  def apply(params, x):
+    logits, feats = model.apply({"params": params}, input_pipeline.to_float(x),
+                                return_features=True)
+    return feats if features else jnp.argmax(logits, -1)
+  return jax.jit(apply)
 
 
 def fingerprint(images: np.ndarray, labels: np.ndarray,
@@ -204,8 +209,8 @@ def train(config, workdir: str, source: str, images: np.ndarray,
   t0 = time.time()
   log_every = max(1, total // 5)
   # Loss and accuracy curves, one TensorBoard run per classifier.
-  curves = metrics_log.writer(os.path.join(
-      workdir, "classifier", f"{metrics_log.tag(source)}_seed{seed}"))
+  curves = metrics_log.writer(paths.classifier_logs(
+      workdir, metrics_log.tag(source), seed))
   bar = progress.bar(total, f"classifier[{source}]", initial=start)
   while step < total:
     n = train_loop.next_chunk(step, total, [log_every])
@@ -233,18 +238,18 @@ def train(config, workdir: str, source: str, images: np.ndarray,
 
 
 def predict(config, params, images: np.ndarray) -> np.ndarray:
-  """Predicted labels for uint8 images, in batches."""
-  apply = _predict_fn(config.data.num_classes, config.classifier.width)
-  bs = config.classifier.eval_batch_size
-  out = []
-  for start in range(0, len(images), bs):
-    batch = images[start:start + bs]
-    pad = bs - len(batch)
-    if pad:  # Keep one batch shape: one compilation.
-      batch = np.concatenate([batch, np.zeros((pad,) + batch.shape[1:],
-                                              batch.dtype)])
-    out.append(np.asarray(apply(params, batch))[:bs - pad])
-  return np.concatenate(out)
+  """Predicted labels for uint8 images."""
+  apply = _apply_fn(config.data.num_classes, config.classifier.width, False)
+  return input_pipeline.in_batches(lambda x: apply(params, x), images,
+                                   config.classifier.eval_batch_size)
+
+
+def features(config, params, images: np.ndarray) -> np.ndarray:
+  """Penultimate-layer features for uint8 images (the evaluation's feature
+  space)."""
+  apply = _apply_fn(config.data.num_classes, config.classifier.width, True)
+  return input_pipeline.in_batches(lambda x: apply(params, x), images,
+                                   config.classifier.eval_batch_size)
 
 
 def scores(predictions: np.ndarray, labels: np.ndarray,

@@ -8,8 +8,6 @@ here (``--config.gan.stpes=5``) or of the wrong type fails at start-up, and
 
 import ml_collections
 
-from gansynth import procedural
-
 
 def default_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
@@ -104,8 +102,8 @@ def default_config() -> ml_collections.ConfigDict:
   config.procedural.num_per_class = 7300  # as many as the study's GAN set
   config.procedural.workers = 0  # render processes; 0: one per core
   # The renderer's ranges (fonts, colours, distractors, noise ...): the SVHN
-  # preset; configs of grey digits use procedural.default_config("mnist").
-  config.procedural.render = procedural.default_config("svhn")
+  # preset; configs of grey digits use render_config("mnist").
+  config.procedural.render = render_config("svhn")
 
   # SimGAN refiner (gansynth/refiner.py) of the procedural images: the
   # source `refined`, made by the stage `refine` (run after synthesize when
@@ -153,6 +151,110 @@ def default_config() -> ml_collections.ConfigDict:
   config.evaluation.feature_samples = 2000  # per set, for distances
   config.evaluation.knn_k = 3  # precision/recall neighbourhood size
   return config
+
+
+# The digit renderer's settings live here, so that loading a config does not
+# import the renderer (PIL, fonts). Fonts whose code points for "0".."9" are not digit shapes (symbol, math
+# extension and fallback fonts); matched against the file name.
+NON_DIGIT_FONTS = ("*cmex*", "*cmsy*", "*cmmi*", "*STIXNonUni*", "*STIXSiz*",
+                   "*LastResort*", "*Symbol*", "*Dingbat*", "*Emoji*",
+                   "*Webdings*", "*Wingding*", "*OpenSymbol*", "*Math*")
+# svhn: colour house numbers; mnist: white strokes on black, 20x20 box in
+# 28x28; digits: scikit-learn's 8x8 digits (ink fills the image).
+RENDER_PRESETS = ("svhn", "mnist", "digits")
+
+
+
+def render_config(preset: str = "svhn") -> ml_collections.ConfigDict:
+  """`config.procedural.render`: every randomisation range of the digit
+  renderer (procedural.py) for a preset; ``(lo, hi)`` are uniform."""
+  c = ml_collections.ConfigDict()
+  c.preset = preset
+  c.image_shape = (32, 32, 3)  # The preset's usual shape, for callers.
+  # Font files, directories (searched recursively) or glob patterns; "system"
+  # adds /usr/share/fonts, ~/.fonts, ... Empty: only the fonts matplotlib
+  # ships, so every machine renders the same images (font_record says which).
+  c.fonts = ()
+  c.font_exclude = NON_DIGIT_FONTS
+  c.supersample = 2
+  # Digit ink height as a fraction of the image height, and width scaling.
+  c.digit_height = (0.5, 0.85)
+  c.aspect = (0.75, 1.25)
+  # Max offset of the digit centre, as fractions of image (width, height).
+  c.position_jitter = (0.08, 0.08)
+  c.rotation = 8.0  # Max degrees either way.
+  c.shear = 0.2  # Max horizontal shear (italics) either way.
+  c.stroke_width = (0.0, 0.06)  # Extra stroke, fraction of digit height.
+  # MNIST-style normalisation: fit the ink into a square of fit_box times
+  # the image side (MNIST: 20 of 28 pixels) and move its centre of mass to
+  # the image centre (0: off).
+  c.fit_box = 0.0
+  # Elastic warp of the strokes, in output pixels (0: off); handwriting-like.
+  c.elastic_alpha = 0.0
+
+  c.colors = ml_collections.ConfigDict()
+  c.colors.fixed = False  # True: always foreground on background below.
+  c.colors.foreground = (255, 255, 255)
+  c.colors.background = (0, 0, 0)
+  c.colors.min_contrast = 0.25  # Min luminance difference, fraction of 255.
+  c.colors.gray_prob = 0.3  # Probability of grey digit and background.
+  c.colors.max_saturation = 0.8  # HSV; drawn as max * U^2, mostly muted.
+  c.colors.gradient_prob = 0.4  # Probability of a linear background gradient.
+  c.colors.gradient_range = 80  # Max per-channel change across a gradient.
+  c.colors.digit_gradient_prob = 0.15
+  c.colors.shadow_prob = 0.15  # Drop shadow / embossed edge.
+
+  # Neighbouring digits of the house number, partly visible at each side.
+  c.neighbours = ml_collections.ConfigDict()
+  c.neighbours.prob = 0.7  # Per side.
+  c.neighbours.gap = (-0.05, 0.4)  # Gap to the centre digit / digit height.
+
+  c.distractors = ml_collections.ConfigDict()
+  c.distractors.count = (0, 3)  # Inclusive range of shapes per image.
+  c.distractors.width = (0.02, 0.1)  # Line width, fraction of image height.
+
+  c.noise_sigma = (0.0, 8.0)  # Gaussian pixel noise, 0..255 units.
+  c.blur_radius = (0.0, 0.9)  # Gaussian blur in output pixels.
+  c.jpeg_prob = 0.5
+  c.jpeg_quality = (30, 95)
+
+  if preset == "svhn":
+    return c
+  if preset not in RENDER_PRESETS:
+    raise ValueError(f"unknown preset {preset!r}: use one of {RENDER_PRESETS}")
+  c.image_shape = (28, 28, 1)
+  c.digit_height = (0.7, 0.7)  # Rescaled to fit_box anyway.
+  c.aspect = (0.7, 1.1)
+  c.position_jitter = (0.0, 0.0)
+  c.rotation = 15.0
+  c.shear = 0.3
+  c.stroke_width = (0.0, 0.04)
+  c.fit_box = 20 / 28
+  c.elastic_alpha = 1.5
+  c.colors.fixed = True
+  c.colors.gradient_prob = 0.0
+  c.colors.digit_gradient_prob = 0.0
+  c.colors.shadow_prob = 0.0
+  c.neighbours.prob = 0.0
+  c.distractors.count = (0, 0)
+  c.noise_sigma = (0.0, 0.0)
+  c.blur_radius = (0.0, 0.0)
+  c.jpeg_prob = 0.0
+  if preset == "digits":
+    # scikit-learn's 8x8 digits: 32x32 bitmaps counted in 4x4 blocks, ink
+    # filling the full height. Ranges fitted to the real set's measured ink
+    # height (8 px), width (5-6 px), ink mass (~19 of 64 px) and slant
+    # (shear -0.16..0.25, 5-95%): the mnist preset's thin strokes, 6 px box
+    # and elastic warp gave 6 px high, faint blobs.
+    c.image_shape = (8, 8, 1)
+    c.supersample = 4
+    c.fit_box = 1.0
+    c.aspect = (0.7, 1.05)
+    c.rotation = 5.0
+    c.shear = 0.2
+    c.stroke_width = (0.02, 0.08)
+    c.elastic_alpha = 0.3
+  return c
 
 
 class ConfigError(ValueError):

@@ -3,8 +3,9 @@
 Reads only what earlier stages stored (GAN checkpoints, synthetic data sets,
 gan_metrics.jsonl) and writes `<workdir>/report.md`, `<workdir>/report.json`
 and figures under `<workdir>/report/`:
-  * Classification Accuracy Score: a classifier per source (real, gan,
-    procedural), same settings, several seeds, tested on real images.
+  * Classification Accuracy Score (`cas`): a classifier per source (real,
+    gan, procedural), same settings, several seeds, tested on real images.
+    The classify stage (`classify`) is the same score with one seed.
   * Low-data and augmentation sweep: stratified real subsets, alone and with
     GAN images added, so a reader sees how many real labels the GANs replace.
   * Fréchet distance and k-NN precision/recall of each synthetic set against
@@ -38,9 +39,10 @@ from gansynth import distribution_metrics
 from gansynth import gan_train
 from gansynth import input_pipeline
 from gansynth import metrics_log
-from gansynth import models
+from gansynth import parallel
 from gansynth import paths
 from gansynth import plots
+from gansynth import results
 from gansynth import store
 
 FEATURE_SPACE = (
@@ -113,15 +115,21 @@ def mix(real: Data, gan: Data, fraction: float, ratio: float, seed: int,
 def score_seeds(config, workdir: str, name: str,
                 make_data: Callable[[int], Data], seeds: list[int],
                 test: Data) -> dict[str, Any]:
-  """Accuracy mean/std over seeds and the seed-summed confusion matrix."""
+  """A classifier per seed trained on make_data(seed), scored on `test`.
+
+  Accuracy mean/std over seeds, per-seed accuracies, the mean per-class
+  accuracy and the seed-summed confusion matrix. A set smaller than one
+  classifier batch is repeated to fill it.
+  """
   k = config.data.num_classes
-  accuracies, per_class, counts = [], [], []
+  accuracies, per_class, counts, class_counts = [], [], [], []
   confusion = np.zeros((k, k), np.int64)
   t0 = time.time()
   for seed in seeds:
     images, labels = make_data(seed)
-    counts.append(len(labels))
     input_pipeline.check_labels(labels, k, name)
+    counts.append(len(labels))
+    class_counts.append(np.bincount(labels, minlength=k).tolist())
     state = classifier_train.train(
         config, workdir, name,
         *fill_batch((images, labels), config.classifier.batch_size), seed)
@@ -130,29 +138,62 @@ def score_seeds(config, workdir: str, name: str,
     accuracies.append(scores["accuracy"])
     per_class.append(scores["per_class_accuracy"])
     confusion += np.array(scores["confusion"])
+  same = lambda xs: xs[0] if all(x == xs[0] for x in xs) else xs
   out = {"accuracy_mean": float(np.mean(accuracies)),
          "accuracy_std": float(np.std(accuracies, ddof=1)
                                if len(seeds) > 1 else 0.0),
          "accuracies": accuracies,
          "per_class_accuracy_mean": np.mean(per_class, 0).round(4).tolist(),
-         "num_train_images": counts[0] if len(set(counts)) == 1 else counts,
+         "num_train_images": same(counts),
+         "train_images_per_class": same(class_counts),
          "confusion": confusion.tolist(),
          "seconds": round(time.time() - t0, 1)}
-  logging.info("evaluation[%s]: test accuracy %.2f%% +- %.2f (%d seeds)",
-               name, 100 * out["accuracy_mean"], 100 * out["accuracy_std"],
-               len(seeds))
+  logging.info("CAS[%s]: test accuracy %.2f%% +- %.2f (%d seed(s), %s "
+               "training images)", name, 100 * out["accuracy_mean"],
+               100 * out["accuracy_std"], len(seeds), counts[0])
+  return out
+
+
+def cas(config, workdir: str, sources: list[str], seeds: list[int],
+        test: Data, data: dict[str, Data] | None = None) -> dict[str, Any]:
+  """The Classification Accuracy Score of each source: `score_seeds` of a
+  classifier trained on it (images from `data`, else loaded from the
+  workdir), tested on the real `test` images."""
+  out = {}
+  for source in sources:
+    d = (data or {}).get(source)
+    if d is None:
+      d = classifier_train.load_source(config, workdir, source)
+    out[source] = score_seeds(config, workdir, source, lambda _, d=d: d,
+                              seeds, test)
+  return out
+
+
+def classify(config, workdir: str) -> dict[str, Any]:
+  """The classify stage: the CAS of every source with the one classifier
+  seed `config.classifier.seed`; writes results.json and results.md."""
+  test = input_pipeline.load_split(config.data, config.data.test_split)
+  scored = cas(config, workdir,
+               config_schema.split_list(config.classifier.sources),
+               [config.classifier.seed], test)
+  out = results.summary(config, len(test[1]), scored)
+  json_path, md_path = results.write(workdir, out)
+  if parallel.is_primary():
+    metrics_log.write_cas(workdir, out, config.classifier.train_steps)
+  logging.info("results in %s (and %s):\n%s", os.path.basename(md_path),
+               os.path.basename(json_path), results.markdown(out))
   return out
 
 
 def low_data(config, workdir: str, real: Data, gan: Data, seeds: list[int],
-             test: Data, cas: dict[str, Any]) -> dict[str, Any]:
+             test: Data, scored: dict[str, Any]) -> dict[str, Any]:
   """Every (real fraction, GAN ratio) pair, ratio 0 meaning real only."""
   out = {}
   for fraction in parse_floats(config.evaluation.real_fractions):
     for ratio in [0.0] + parse_floats(config.evaluation.mix_ratios):
       name = experiment_name(fraction, ratio)
-      if name in cas:  # "real": already scored as a source.
-        result = cas[name]
+      if name in scored:  # "real": already scored as a source.
+        result = scored[name]
       else:
         result = score_seeds(
             config, workdir, name,
@@ -163,23 +204,6 @@ def low_data(config, workdir: str, real: Data, gan: Data, seeds: list[int],
 
 
 # Features: distances between real and synthetic sets.
-
-
-def features(config, params, images: np.ndarray) -> np.ndarray:
-  """Penultimate-layer features of the classifier, in fixed-size batches."""
-  model = models.make_classifier(config.classifier, config.data.num_classes)
-  apply = jax.jit(lambda p, x: model.apply(
-      {"params": p}, input_pipeline.to_float(x), return_features=True)[1])
-  bs = config.classifier.eval_batch_size
-  out = []
-  for start in range(0, len(images), bs):
-    batch = images[start:start + bs]
-    pad = bs - len(batch)
-    if pad:  # One batch shape: one compilation.
-      batch = np.concatenate([batch, np.zeros((pad,) + batch.shape[1:],
-                                              batch.dtype)])
-    out.append(np.asarray(apply(params, batch))[:bs - pad])
-  return np.concatenate(out)
 
 
 def distances(config, params, reference: Data,
@@ -197,7 +221,8 @@ def distances(config, params, reference: Data,
   def sample(data, tag):
     rng = np.random.default_rng([config.seed, 2, tag])
     idx = stratified_subset(data[1], n / len(data[1]), rng)
-    return features(config, params, data[0][idx]), data[1][idx]
+    return (classifier_train.features(config, params, data[0][idx]),
+            data[1][idx])
 
   ref_f, ref_y = sample(reference, 0)
   out = {"feature_space": FEATURE_SPACE, "num_samples": int(n), "knn_k": k,
@@ -216,26 +241,20 @@ def distances(config, params, reference: Data,
 # Pictures of the generators over training.
 
 
-def restore_gans(config, mngr, step: int) -> gan_train.GANState:
-  """The GAN checkpoint of one step (restore_latest only gives the newest),
-  verified as restore_latest verifies it."""
-  return store.restore_step(mngr, step, gan_train.abstract_state(config),
-                            gan_train.store_meta(config),
-                            check=gan_train.nonfinite_restored)
-
-
 def samples_by_step(config, workdir: str) -> dict[int, np.ndarray]:
   """Fixed-noise samples uint8 [K, n, H, W, C] at init and every stored step.
 
   Step 0 is rebuilt from config.seed as training initialised it.
   """
-  sampler = gan_train.make_sampler(config)
+  nets = gan_train.make_nets(config)
+  sampler = gan_train.make_sampler(config, nets)
   noise = gan_train.fixed_noise(config, config.gan.grid_per_class)
   mngr = store.manager(paths.gan_checkpoints(workdir))
-  states = {0: gan_train.create_state(config, jax.random.key(config.seed))}
+  states = {0: gan_train.create_state(config, jax.random.key(config.seed),
+                                      nets)}
   for step in sorted(mngr.all_steps()):
     try:
-      states[step] = restore_gans(config, mngr, step)
+      states[step] = gan_train.restore(config, mngr, step, nets=nets)
     except store.CorruptCheckpoint as e:
       logging.warning("%s; left out of the pictures", e)
   return {s: input_pipeline.to_uint8(sampler(st.gans, noise))
@@ -268,7 +287,7 @@ def gan_pictures(config, workdir: str,
   return steps, figures
 
 
-def classifier_figures(config, workdir: str, cas: dict[str, Any],
+def classifier_figures(config, workdir: str, scored: dict[str, Any],
                        experiments: dict[str, Any],
                        num_real: int) -> dict[str, str]:
   """Confusion matrices of every classifier and the low-data curves."""
@@ -278,7 +297,7 @@ def classifier_figures(config, workdir: str, cas: dict[str, Any],
     return {s: np.array(r["confusion"]) for s, r in results.items()}
 
   figures = {"confusion_sources": plots.confusion_matrices(
-      confusions(cas), os.path.join(report_dir, "confusion_sources.png"))}
+      confusions(scored), os.path.join(report_dir, "confusion_sources.png"))}
   if experiments:
     figures["confusion_low_data"] = plots.confusion_matrices(
         confusions(experiments),
@@ -312,13 +331,11 @@ def evaluate(config, workdir: str) -> dict[str, Any]:
   sources = config_schema.split_list(config.classifier.sources)
   data = {s: classifier_train.load_source(config, workdir, s)
           for s in dict.fromkeys(["real", "gan"] + sources)}
-  cas = {s: score_seeds(config, workdir, s, lambda _, s=s: data[s], seeds,
-                        test) for s in sources}
-  if "real" not in cas:  # The feature space and low-data need it.
-    cas["real"] = score_seeds(config, workdir, "real",
-                              lambda _: data["real"], seeds, test)
+  # "real" too, if not a source: the feature space and low-data need it.
+  scored = cas(config, workdir, list(dict.fromkeys(sources + ["real"])),
+               seeds, test, data)
   experiments = low_data(config, workdir, data["real"], data["gan"], seeds,
-                         test, cas)
+                         test, scored)
   real_params = classifier_train.train(config, workdir, "real",
                                        *data["real"], 0).params
   compared = {"real_test": test}
@@ -327,13 +344,13 @@ def evaluate(config, workdir: str) -> dict[str, Any]:
 
   class_names = [str(k) for k in range(config.data.num_classes)]
   gan_steps, figures = gan_pictures(config, workdir, class_names)
-  figures.update(classifier_figures(config, workdir, cas, experiments,
+  figures.update(classifier_figures(config, workdir, scored, experiments,
                                     len(data["real"][1])))
   figures = jax.tree.map(lambda p: os.path.relpath(p, workdir), figures)
 
   report = {"dataset": config.data.name, "test_split": config.data.test_split,
             "num_test_images": int(len(test[1])), "seeds": seeds,
-            "cas": cas, "low_data": experiments, "distances": dist,
+            "cas": scored, "low_data": experiments, "distances": dist,
             "gan_steps": gan_steps, "figures": figures, "versions": versions(),
             "config": json.loads(config.to_json_best_effort()),
             "seconds": round(time.time() - t0, 1)}
@@ -363,9 +380,8 @@ def _count(n) -> str:
 
 def markdown(report: dict[str, Any]) -> str:
   """The report as GitHub markdown; image links are relative to the workdir."""
-  seeds, cas, low = report["seeds"], report["cas"], report["low_data"]
+  seeds, scored, low = report["seeds"], report["cas"], report["low_data"]
   dist, fig = report["distances"], report["figures"]
-  k = len(next(iter(cas.values()))["per_class_accuracy_mean"])
   lines = [
       f"# Evaluation: {report['dataset']}", "",
       f"Every classifier has the same settings and is tested on the "
@@ -375,15 +391,13 @@ def markdown(report: dict[str, Any]) -> str:
       "## Classification Accuracy Score (train on source, test on real)", "",
       "| source | training images | test accuracy (%) | per seed |",
       "| --- | ---: | ---: | --- |"]
-  for name, r in cas.items():
+  for name, r in scored.items():
     lines.append(f"| {name} | {_count(r['num_train_images'])} | {_pm(r)} | " +
                  ", ".join(f"{100 * a:.1f}" for a in r["accuracies"]) + " |")
-  lines += ["", "Per-class test accuracy (%, mean over seeds):", "",
-            "| source | " + " | ".join(map(str, range(k))) + " |",
-            "| --- |" + " ---: |" * k]
-  for name, r in cas.items():
-    lines.append(f"| {name} | " + " | ".join(
-        f"{100 * a:.0f}" for a in r["per_class_accuracy_mean"]) + " |")
+  lines += ["", "Per-class test accuracy (%, mean over seeds):", ""]
+  lines += results.class_table("source", {
+      n: r["per_class_accuracy_mean"] for n, r in scored.items()},
+                               results.percent)
   if low:
     ratios = sorted({r["gan_ratio"] for r in low.values()})
     fractions = sorted({r["real_fraction"] for r in low.values()})
@@ -415,12 +429,10 @@ def markdown(report: dict[str, Any]) -> str:
     lines.append(f"| {name} | {o['frechet']:.3f} | {o['precision']:.3f} | "
                  f"{o['recall']:.3f} |")
   for metric in ("frechet", "precision", "recall"):
-    lines += ["", f"Per-class {metric}:", "",
-              "| set | " + " | ".join(map(str, range(k))) + " |",
-              "| --- |" + " ---: |" * k]
-    for name, r in dist["sets"].items():
-      lines.append(f"| {name} | " + " | ".join(
-          f"{c[metric]:.2f}" for c in r["per_class"]) + " |")
+    lines += ["", f"Per-class {metric}:", ""]
+    lines += results.class_table("set", {
+        n: [c[metric] for c in r["per_class"]]
+        for n, r in dist["sets"].items()}, lambda v: f"{v:.2f}")
   lines += [
       "", "## GANs over training", "",
       f"Fixed noise, steps {report['gan_steps']} (step 0 = initialisation; "

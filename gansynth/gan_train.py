@@ -88,6 +88,8 @@ def num_rows(config) -> int:
 
 
 def make_nets(config) -> tuple[nn.Module, nn.Module]:
+  """(generator, discriminator) of the config: build them once per stage and
+  pass them as `nets` to the functions that take it."""
   return models.make_gan(config.gan, config.data.image_size,
                          config.data.channels, label_classes(config))
 
@@ -111,9 +113,9 @@ def init_gan(key: jax.Array, generator: nn.Module, discriminator: nn.Module,
              rng=jax.random.key_data(kr))
 
 
-def create_state(config, key: jax.Array) -> GANState:
+def create_state(config, key: jax.Array, nets=None) -> GANState:
   """K freshly initialised GANs, GAN k from fold_in(key, k)."""
-  generator, discriminator = make_nets(config)
+  generator, discriminator = nets or make_nets(config)
   shape = (config.data.image_size,) * 2 + (config.data.channels,)
   init = functools.partial(init_gan, generator=generator,
                            discriminator=discriminator,
@@ -311,7 +313,7 @@ def make_train_chunk(config) -> Callable:
       leave=layout(gan_axis.join) if apart else None)
 
 
-def make_sampler(config) -> Callable:
+def make_sampler(config, nets=None) -> Callable:
   """(GAN stacked, z [R, n, latent]) -> images [R, n, H, W, C] in [-1, 1].
 
   R = num_rows: the K GANs' rows, or a conditional GAN's row per class
@@ -324,7 +326,7 @@ def make_sampler(config) -> Callable:
   (study nets); `python -m gansynth.bench --config configs/bench_svhn.py
   --config.gan.strategy=S --run=synthesis --synth_images=20000 --repeats=2`.
   """
-  generator, _ = make_nets(config)
+  generator, _ = nets or make_nets(config)
   ema = uses_ema(config)
 
   def sample_one(gan: GAN, z, labels=None):
@@ -375,22 +377,46 @@ def store_meta(config) -> dict[str, Any]:
              if g.conditioning == "conditional" else {})}
 
 
-def abstract_state(config) -> GANState:
+def abstract_state(config, nets=None) -> GANState:
   """What create_state returns (shapes, dtypes, this process's first
   device), without computing it: the template a restore needs."""
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   return jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-      jax.eval_shape(lambda: create_state(config, jax.random.key(0))))
+      jax.eval_shape(lambda: create_state(config, jax.random.key(0), nets)))
 
 
-def restore_latest(config, mngr,
-                   verified_only: bool = False) -> GANState | None:
-  """The newest stored state whose bytes match their digests and whose
-  parameters are finite (see store.restore_latest), or None."""
-  return store.restore_latest(mngr, abstract_state(config), store_meta(config),
-                              check=nonfinite_restored,
-                              verified_only=verified_only)
+def restore(config, mngr, step: int | None = None,
+            verified_only: bool = False, nets=None) -> GANState | None:
+  """The stored K-GAN state: the one way every stage reads GAN checkpoints.
+
+  Its bytes must match the digests recorded at save and its parameters must
+  be finite (`nonfinite_restored`); a store of another config raises
+  CheckpointError. Without `step`: the newest usable step, an unusable one
+  skipped for an older one with a warning (None if the store is empty), see
+  store.restore_latest. With `step`: that step, or CorruptCheckpoint.
+  """
+  template, meta = abstract_state(config, nets), store_meta(config)
+  if step is None:
+    return store.restore_latest(mngr, template, meta,
+                                check=nonfinite_restored,
+                                verified_only=verified_only)
+  return store.restore_step(mngr, step, template, meta,
+                            check=nonfinite_restored,
+                            verified_only=verified_only)
+
+
+def restore_trained(config, workdir: str, nets=None,
+                    step: int | None = None) -> GANState:
+  """The newest usable GAN state in `workdir` (or the one of `step`) for
+  sampling; CheckpointError if train_gan has not stored one."""
+  state = restore(config, store.manager(paths.gan_checkpoints(workdir)),
+                  step=step, nets=nets)
+  if state is None:
+    raise store.CheckpointError(
+        f"no GAN checkpoint in {paths.gan_checkpoints(workdir)}: run the "
+        "train_gan stage first (--config.stages=train_gan,synthesize)")
+  return state
 
 
 def nonfinite_restored(state: GANState) -> str | None:
@@ -407,11 +433,12 @@ def nonfinite_restored(state: GANState) -> str | None:
           "never saves those, so the files are damaged)")
 
 
-def restore_or_create(config, mngr, verified_only: bool = False) -> GANState:
+def restore_or_create(config, mngr, verified_only: bool = False,
+                      nets=None) -> GANState:
   """The newest usable stored state, else the initial one (config.seed)."""
-  restored = restore_latest(config, mngr, verified_only)
+  restored = restore(config, mngr, verified_only=verified_only, nets=nets)
   if restored is None:
-    return create_state(config, jax.random.key(config.seed))
+    return create_state(config, jax.random.key(config.seed), nets)
   return restored
 
 

@@ -212,6 +212,20 @@ def to_uint8(images) -> np.ndarray:
                     np.uint8)
 
 
+def in_batches(fn, images: np.ndarray, batch_size: int) -> np.ndarray:
+  """fn on `images` batch by batch, as one numpy array. The last batch is
+  padded with zeros to the same shape, so a jitted fn compiles once."""
+  out = []
+  for start in range(0, len(images), batch_size):
+    batch = images[start:start + batch_size]
+    pad = batch_size - len(batch)
+    if pad:
+      batch = np.concatenate([batch, np.zeros((pad,) + batch.shape[1:],
+                                              batch.dtype)])
+    out.append(np.asarray(fn(batch))[:batch_size - pad])
+  return np.concatenate(out)
+
+
 def check_batch_size(counts: np.ndarray, batch_size: int, what: str) -> None:
   small = int(np.min(counts))
   if batch_size > small:

@@ -65,7 +65,7 @@ def help_text() -> str:
       "",
       f"configs ({os.path.relpath(configs_dir())}/): "
       + ", ".join(config_names()),
-      f"stages (--config.stages, comma-separated, run in this order): "
+      "stages (--config.stages, comma-separated, run in this order): "
       + ", ".join(STAGES),
       "  default: train_gan,synthesize,classify; evaluate writes report.md",
       "",
@@ -155,23 +155,13 @@ def main(argv):
   if len(argv) > 1:
     fail(f"unexpected arguments {argv[1:]} (flags are --config, --workdir, "
          "--config.<field>=<value>; see --help)")
-  # pylint: disable=g-import-not-at-top
-  from gansynth import config_schema
-  try:  # before TF is imported: a bad value fails in a second, not twenty
-    config_schema.validate(FLAGS.config)
-  except config_schema.ConfigError as e:
-    fail(str(e))
-  try:
-    runtime.prepare_libraries()
-  except ImportError as e:
-    fail(str(e))
-  from gansynth import parallel
-  from gansynth import pipeline
+  from gansynth import pipeline  # pylint: disable=g-import-not-at-top
   logging.get_absl_handler().addFilter(runtime.quiet_library_info)
-  try:
-    parallel.initialize(FLAGS.config)  # multi-host: before any other JAX call
+  try:  # validates first, before TF is imported: a bad value fails at once
     pipeline.run(FLAGS.config, FLAGS.workdir)
   except runtime.user_errors() as e:
+    fail(str(e))
+  except ImportError as e:  # no TensorFlow (runtime.import_tensorflow)
     fail(str(e))
 
 

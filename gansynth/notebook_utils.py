@@ -144,27 +144,27 @@ def show_samples(workdir: str) -> list[str]:
 
 
 def plot_losses(workdir: str, keys=("d_loss", "g_loss")):
-  """D and G loss per GAN over training, from gan_metrics.jsonl."""
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from gansynth import metrics_log  # pylint: disable=g-import-not-at-top
+  """D and G loss per GAN over training (plots.gan_curves_figure of
+  gan_metrics.jsonl), shown in the notebook."""
+  # pylint: disable=g-import-not-at-top
+  from gansynth import metrics_log
+  from gansynth import plots
   path = paths.gan_metrics(workdir)
   if not os.path.exists(path):
     print(f"no {path} (stage train_gan has not run)")
     return None
+  import io
+  import numpy as np
   rows = metrics_log.read_jsonl(path)
-  steps = [row["step"] for row in rows]
-  fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 3.8),
-                           squeeze=False)
-  for ax, key in zip(axes[0], keys):
-    values = np.array([np.atleast_1d(row[key]) for row in rows])
-    for k in range(values.shape[1]):
-      ax.plot(steps, values[:, k], lw=1, label=str(k))
-    ax.set_title(key)
-    ax.set_xlabel("GAN step")
-    ax.grid(alpha=0.3)
-  axes[0, -1].legend(title="GAN", fontsize="small", ncol=2)
-  plt.show()
+  num_gans = len(np.atleast_1d(rows[0][keys[0]])) if rows else 0
+  fig = plots.gan_curves_figure(rows, [str(k) for k in range(num_gans)], keys)
+  try:
+    from IPython import display
+  except ImportError:
+    return fig
+  png = io.BytesIO()
+  fig.savefig(png, format="png", dpi=100, bbox_inches="tight")
+  display.display(display.Image(data=png.getvalue()))
   return fig
 
 
@@ -172,8 +172,7 @@ def show_results(workdir: str) -> str:
   """Renders results.md (and the evaluation report, if any) as Markdown."""
   from IPython import display  # pylint: disable=g-import-not-at-top
   text = ""
-  for name in ("results.md", "report.md"):
-    path = os.path.join(workdir, name)
+  for path in (paths.results_md(workdir), paths.report_md(workdir)):
     if os.path.exists(path):
       with open(path) as f:
         text += f.read() + "\n"

@@ -27,8 +27,9 @@ AXES = ("gan", "batch")
 
 
 def initialize(config) -> None:
-  """Joins the multi-host job (before any other JAX call) if configured."""
-  if config.mesh.distributed:
+  """Joins the multi-host job (before any other JAX call) if configured and
+  not joined yet."""
+  if config.mesh.distributed and not jax.distributed.is_initialized():
     m = config.mesh
     explicit = dict(coordinator_address=m.coordinator_address,
                     num_processes=m.num_processes, process_id=m.process_id)

@@ -30,6 +30,16 @@ def classifier_checkpoints(workdir: str, source: str, seed: int,
                 f"{source}_seed{seed}_{data_fingerprint}")
 
 
+def refiner_checkpoints(workdir: str, run_key: str) -> str:
+  """The refiner's store, one per setting hash (refiner.run_key)."""
+  return _under(workdir, "checkpoints", "refiner", run_key)
+
+
+def classifier_logs(workdir: str, source_tag: str, seed: int) -> str:
+  """TensorBoard curves of one classifier."""
+  return _under(workdir, "classifier", f"{source_tag}_seed{seed}")
+
+
 def dataset_dir(root_dir: str, name: str) -> str:
   """A written data set under a tfds data_dir (or a workdir's synthetic/)."""
   return os.path.join(root_dir, name, DATASET_VERSION)
@@ -60,16 +70,32 @@ def gan_samples(workdir: str, step: int) -> str:
   return os.path.join(samples_dir(workdir), f"gan_step{step:06d}.png")
 
 
+def refiner_samples(workdir: str, step: int) -> str:
+  """Rendered/refined pairs of the refiner at `step`."""
+  return os.path.join(samples_dir(workdir), f"refiner_step{step:06d}.png")
+
+
+def refined_pairs(workdir: str) -> str:
+  """Rendered/refined pairs of the finished refiner."""
+  return os.path.join(samples_dir(workdir), "refined_pairs.png")
+
+
 def synthetic_samples(workdir: str, source: str) -> str:
   """A per-class grid of what the classifier is trained on from `source`."""
   return os.path.join(samples_dir(workdir), f"{source}_synthetic.png")
 
 
 GAN_METRICS = "gan_metrics.jsonl"  # under the workdir (metrics_log.MetricsLog)
+REFINER_METRICS = "refiner_metrics.jsonl"
 
 
 def gan_metrics(workdir: str) -> str:
   return _under(workdir, GAN_METRICS)
+
+
+def lock_file(workdir: str) -> str:
+  """Held by the one process writing the workdir (workdir_lock)."""
+  return _under(workdir, ".lock")
 
 
 def config_file(workdir: str) -> str:
@@ -78,6 +104,11 @@ def config_file(workdir: str) -> str:
 
 def timings_file(workdir: str) -> str:
   return _under(workdir, "timings.json")
+
+
+def selection_scores(workdir: str) -> str:
+  """Validation scores of the stored GAN checkpoints (selection.choose)."""
+  return _under(workdir, "selection.json")
 
 
 def results_json(workdir: str) -> str:
@@ -99,3 +130,16 @@ def report_json(workdir: str) -> str:
 
 def report_md(workdir: str) -> str:
   return _under(workdir, "report.md")
+
+
+def ablation_variant(workdir: str, name: str) -> str:
+  """The workdir of one ablation variant, under the ablation's workdir."""
+  return _under(workdir, name)
+
+
+def ablation_json(workdir: str) -> str:
+  return _under(workdir, "ablation.json")
+
+
+def ablation_md(workdir: str) -> str:
+  return _under(workdir, "ablation.md")

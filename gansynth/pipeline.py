@@ -5,6 +5,11 @@ Stages talk only through the workdir: the Orbax store (checkpoints/), the
 synthetic data sets (synthetic/) and result files. So any stage can be rerun
 on its own (``--config.stages=classify``), and a rerun of a finished stage
 reuses what is stored instead of redoing it.
+
+`run` is the one entry of the command line, the Python API and the notebook:
+it validates the config (once, before TensorFlow is imported, so a bad value
+fails at once) and sets up the libraries. The stage modules are imported
+only after that.
 """
 
 from __future__ import annotations
@@ -17,20 +22,11 @@ import time
 
 from absl import logging
 import jax
-import numpy as np
 
-from gansynth import classifier_train
 from gansynth import config_schema
-from gansynth import data_import
-from gansynth import evaluation
-from gansynth import gan_train
-from gansynth import input_pipeline
-from gansynth import metrics_log
 from gansynth import parallel
-from gansynth import refiner
-from gansynth import results
-from gansynth import selection
-from gansynth import synthesis
+from gansynth import paths
+from gansynth import runtime
 from gansynth import workdir_lock
 from gansynth.config_schema import ConfigError
 
@@ -63,7 +59,7 @@ def prepare_workdir(config, workdir: str) -> None:
   try:
     os.makedirs(workdir, exist_ok=True)
     if parallel.is_primary():
-      append_entry(os.path.join(workdir, "config.json"),
+      append_entry(paths.config_file(workdir),
                    {"config": json.loads(config.to_json_best_effort())},
                    "config")
   except OSError as e:
@@ -71,40 +67,9 @@ def prepare_workdir(config, workdir: str) -> None:
                       "choose a directory you can write to") from None
 
 
-def classify(config, workdir: str) -> dict:
-  """Trains the classifier on every source, tests on real; writes results."""
-  test_images, test_labels = input_pipeline.load_split(
-      config.data, config.data.test_split)
-  out = {"dataset": config.data.name, "test_split": config.data.test_split,
-         "num_test_images": int(len(test_labels)), "seed": config.seed,
-         "classifier": config.classifier.to_dict(), "sources": {}}
-  for source in config_schema.split_list(config.classifier.sources):
-    t0 = time.time()
-    images, labels = classifier_train.load_source(config, workdir, source)
-    input_pipeline.check_labels(labels, config.data.num_classes, source)
-    state = classifier_train.train(config, workdir, source, images, labels,
-                                   config.classifier.seed)
-    predictions = classifier_train.predict(config, state.params, test_images)
-    scores = classifier_train.scores(predictions, test_labels,
-                                     config.data.num_classes)
-    scores["num_train_images"] = int(len(labels))
-    scores["train_images_per_class"] = np.bincount(
-        labels, minlength=config.data.num_classes).tolist()
-    scores["seconds"] = round(time.time() - t0, 1)
-    out["sources"][source] = scores
-    logging.info("classifier[%s]: test accuracy %.2f%% (%d training images)",
-                 source, 100 * scores["accuracy"], len(labels))
-  json_path, md_path = results.write(workdir, out)
-  if parallel.is_primary():
-    metrics_log.write_cas(workdir, out, config.classifier.train_steps)
-  logging.info("results in %s (and %s):\n%s", os.path.basename(md_path),
-               os.path.basename(json_path), results.markdown(out))
-  return out
-
-
 def run(config, workdir: str) -> None:
   """Runs the configured stages in order, as the workdir's one writer."""
-  config_schema.validate(config)
+  set_up(config)
   prepare_workdir(config, workdir)
   lock = (workdir_lock.hold(workdir) if parallel.is_primary()
           else contextlib.nullcontext())
@@ -112,8 +77,24 @@ def run(config, workdir: str) -> None:
     run_stages(config, workdir)
 
 
+def set_up(config) -> None:
+  """What every run does first: validate the config (ConfigError), keep TF
+  off the accelerators, join the multi-host job if configured."""
+  config_schema.validate(config)
+  runtime.prepare_libraries()
+  parallel.initialize(config)
+
+
 def run_stages(config, workdir: str) -> None:
   """The stages of `run`, in order (the workdir is prepared and locked)."""
+  # pylint: disable=g-import-not-at-top
+  from gansynth import data_import
+  from gansynth import evaluation
+  from gansynth import gan_train
+  from gansynth import metrics_log
+  from gansynth import refiner
+  from gansynth import selection
+  from gansynth import synthesis
   stages = config_schema.split_list(config.stages)
   logging.info("gansynth: stages %s, workdir %s, %d %s device(s)",
                ",".join(stages), workdir, jax.device_count(),
@@ -147,9 +128,9 @@ def run_stages(config, workdir: str) -> None:
   if "refine" in stages or ("synthesize" in stages and "refined" in sources):
     timed("refine", refiner.refine, config, workdir)
   if "classify" in stages:
-    timed("classify", classify, config, workdir)
+    timed("classify", evaluation.classify, config, workdir)
   if "evaluate" in stages:
     timed("evaluate", evaluation.evaluate, config, workdir)
   if parallel.is_primary():
-    append_entry(os.path.join(workdir, "timings.json"),
+    append_entry(paths.timings_file(workdir),
                  {"stages": stages, "seconds": timings}, "seconds")

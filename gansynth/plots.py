@@ -41,22 +41,31 @@ def labelled_grid(images: np.ndarray, row_labels: Sequence[str],
   return _save(fig, path)
 
 
-def gan_curves(rows: Sequence[Mapping], class_names: Sequence[str],
-               path: str) -> str:
-  """D/G losses and D's mean outputs over training, one line per GAN."""
+def gan_curves_figure(rows: Sequence[Mapping], class_names: Sequence[str],
+                      keys: Sequence[str] = tuple(dict(CURVES))) -> Figure:
+  """`keys` of gan_metrics.jsonl over training, one line per GAN, two
+  panels a row."""
+  names = dict(CURVES)
   steps = [row["step"] for row in rows]
-  fig = Figure(figsize=(11, 7))
-  axes = fig.subplots(2, 2, sharex=True)
-  for ax, (key, name) in zip(axes.flat, CURVES):
+  cols = min(len(keys), 2)
+  fig = Figure(figsize=(5.5 * cols, 3.5 * -(-len(keys) // cols)))
+  axes = fig.subplots(-(-len(keys) // cols), cols, sharex=True, squeeze=False)
+  for ax, key in zip(axes.flat, keys):
     values = np.array([np.atleast_1d(row[key]) for row in rows])
     for k in range(values.shape[1]):
       ax.plot(steps, values[:, k], lw=1, label=class_names[k])
-    ax.set_title(name)
+    ax.set_title(names.get(key, key))
     ax.grid(alpha=0.3)
-  for ax in axes[1]:
+  for ax in axes[-1]:
     ax.set_xlabel("GAN step")
-  axes[0, 1].legend(title="GAN", fontsize="small", ncol=2)
-  return _save(fig, path)
+  axes[0, -1].legend(title="GAN", fontsize="small", ncol=2)
+  return fig
+
+
+def gan_curves(rows: Sequence[Mapping], class_names: Sequence[str],
+               path: str) -> str:
+  """D/G losses and D's mean outputs over training, one line per GAN."""
+  return _save(gan_curves_figure(rows, class_names), path)
 
 
 def confusion_matrices(matrices: Mapping[str, np.ndarray], path: str,

@@ -15,6 +15,8 @@ import resource
 import tempfile
 import time
 
+from gansynth import config_schema
+from gansynth import image_grid
 from gansynth import procedural
 
 
@@ -48,7 +50,7 @@ def main(argv=None) -> None:
                       help="also save a sample grid")
   args = parser.parse_args(argv)
 
-  config = procedural.default_config(args.preset)
+  config = config_schema.render_config(args.preset)
   shape = args.shape or tuple(config.image_shape)
   num_classes = 10
   per_class = math.ceil(args.num / num_classes)
@@ -67,7 +69,8 @@ def main(argv=None) -> None:
         f"{workers} idle cores")
 
   if args.grid:
-    procedural.save_sample_grid(images, labels, args.grid)
+    image_grid.save_grid(args.grid, image_grid.per_class_grid(
+        images, labels, num_classes, 10))
   if args.write:
     # Imported here so that timing the renderer alone does not load TF.
     from gansynth import image_datasets  # pylint: disable=g-import-not-at-top

@@ -29,7 +29,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 import time
 from typing import Any, Callable
 
@@ -46,9 +45,10 @@ from gansynth import image_datasets
 from gansynth import image_grid
 from gansynth import input_pipeline
 from gansynth import metrics_log
+from gansynth import paths
 from gansynth import preemption
+from gansynth import sources
 from gansynth import store
-from gansynth import synthesis
 from gansynth import train_loop
 
 PHASES = ("pretrain_r", "pretrain_d", "adversarial")
@@ -370,16 +370,9 @@ def refine_images(cfg, r_params, images: np.ndarray,
                   batch_size: int = 1000) -> np.ndarray:
   """R applied to uint8 images, in batches of one shape: uint8 out."""
   apply = _apply_fn(cfg.width, cfg.num_blocks)
-  out = []
-  for start in range(0, len(images), batch_size):
-    batch = images[start:start + batch_size]
-    pad = batch_size - len(batch)
-    if pad:
-      batch = np.concatenate([batch, np.zeros((pad,) + batch.shape[1:],
-                                              batch.dtype)])
-    out.append(input_pipeline.to_uint8(apply(r_params, batch))[
-        :batch_size - pad])
-  return np.concatenate(out)
+  return input_pipeline.in_batches(
+      lambda x: input_pipeline.to_uint8(apply(r_params, x)), images,
+      batch_size)
 
 
 def refine_by_class(cfg, r_params, images: np.ndarray, labels: np.ndarray,
@@ -425,10 +418,6 @@ def pairs_grid(cfg, r_params, images: np.ndarray, labels: np.ndarray,
 
 
 # Store.
-
-
-def checkpoint_dir(workdir: str, key: str) -> str:
-  return os.path.join(os.path.abspath(workdir), "checkpoints", "refiner", key)
 
 
 def run_key(config) -> str:
@@ -505,7 +494,7 @@ def train(config, workdir: str, rendered: np.ndarray, real: np.ndarray,
         raise image_datasets.DatasetError(
             f"refiner: {len(images)} {name} images, fewer than "
             f"config.refiner.batch_size={cfg.batch_size}")
-  mngr = store.manager(checkpoint_dir(workdir, run_key(config)))
+  mngr = store.manager(paths.refiner_checkpoints(workdir, run_key(config)))
   meta = store_meta(config)
   state = store.restore_latest(mngr, abstract_state(cfg, shape, num), meta)
   if state is None:
@@ -520,7 +509,7 @@ def train(config, workdir: str, rendered: np.ndarray, real: np.ndarray,
     return state
   chunks = make_train_chunks(cfg, num)
   data = jax.device_put(data)
-  log = metrics_log.MetricsLog(workdir, "refiner_metrics.jsonl")
+  log = metrics_log.MetricsLog(workdir, paths.REFINER_METRICS)
   t0 = time.time()
   with preemption.StopSignal() as stop:
     while step < total:
@@ -565,8 +554,7 @@ def train(config, workdir: str, rendered: np.ndarray, real: np.ndarray,
           grid = pairs_grid(cfg, state.r_params, *grid_data,
                             num or int(grid_data[1].max()) + 1,
                             cfg.grid_per_class)
-          image_grid.save_grid(os.path.join(
-              workdir, "samples", f"refiner_step{step:06d}.png"), grid)
+          image_grid.save_grid(paths.refiner_samples(workdir, step), grid)
           log.write_images(step, {"refined_pairs": image_grid.grid(grid)[None]})
       if stop.requested:
         log.close()
@@ -583,7 +571,7 @@ def refine(config, workdir: str) -> str:
   `refined` (each rendered image refined by its R, with its label) and
   samples/refined_pairs.png."""
   rendered, labels = image_datasets.load_written(
-      synthesis.source_dir(workdir, "procedural"), "train")
+      paths.source_dir(workdir, "procedural"), "train")
   rendered = input_pipeline.fit_images(rendered, config.data.image_size,
                                        config.data.channels)
   real, real_labels = input_pipeline.load_split(config.data,
@@ -594,11 +582,10 @@ def refine(config, workdir: str) -> str:
   cfg = config.refiner
   grid = pairs_grid(cfg, state.r_params, rendered, labels, k,
                     cfg.grid_per_class)
-  image_grid.save_grid(os.path.join(workdir, "samples", "refined_pairs.png"),
-                       grid)
+  image_grid.save_grid(paths.refined_pairs(workdir), grid)
   stamp = {"refiner": run_key(config), "refiner_step": steps_done(state),
            "num_images": int(len(labels))}
-  return synthesis.store_source(
+  return sources.store_source(
       workdir, "refined", stamp,
       lambda: (refine_labelled(cfg, state.r_params, rendered, labels), labels),
       k, config.gan.grid_per_class)

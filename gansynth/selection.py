@@ -25,12 +25,11 @@ import jax
 import numpy as np
 
 from gansynth import classifier_train
+from gansynth import gan_train
 from gansynth import input_pipeline
 from gansynth import paths
 from gansynth import store
 from gansynth import synthesis
-
-FILE = "selection.json"
 
 
 def candidates(config, steps: list[int]) -> list[dict[str, Any]]:
@@ -69,7 +68,7 @@ def choose(config, workdir: str) -> dict[str, Any]:
     raise store.CheckpointError(
         f"no GAN checkpoint in {paths.gan_checkpoints(workdir)}: run the "
         "train_gan stage first (--config.stages=train_gan,synthesize)")
-  path = os.path.join(workdir, FILE)
+  path = paths.selection_scores(workdir)
   report = {"settings": settings(config), "candidates": []}
   try:
     with open(path) as f:
@@ -83,14 +82,15 @@ def choose(config, workdir: str) -> dict[str, Any]:
   except (OSError, ValueError, KeyError, TypeError):
     pass
   val = input_pipeline.load_split(config.data, config.synthesis.select_split)
+  nets = gan_train.make_nets(config)
   state, loaded_step = None, None
   for option in options:
     if option["step"] != loaded_step:
-      state = synthesis.load_generators(config, workdir, option["step"])
+      state = gan_train.restore(config, mngr, option["step"], nets=nets)
       loaded_step = option["step"]
     cfg = synthesis.with_ema(config, option["ema"])
     images, labels = synthesis.generate(
-        cfg, state, config.synthesis.select_per_class, config.seed)
+        cfg, state, config.synthesis.select_per_class, config.seed, nets)
     accuracy = validation_accuracy(cfg, images, labels, val)
     report["candidates"].append(dict(option, accuracy=accuracy))
     logging.info("selection: step %d%s: validation accuracy %.2f%% on %s",

@@ -28,7 +28,6 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from gansynth import parallel
-from gansynth import paths
 from gansynth import workdir_lock
 
 DIGESTS = "digests"  # meta key: {leaf path: crc32 hex} of the saved state
@@ -42,16 +41,6 @@ class CheckpointError(RuntimeError):
 
 class CorruptCheckpoint(CheckpointError):
   """One stored step cannot be used: unreadable, unfinished or corrupt."""
-
-
-def gan_dir(workdir: str) -> str:
-  return paths.gan_checkpoints(workdir)
-
-
-def classifier_dir(workdir: str, source: str, seed: int,
-                   data_fingerprint: str) -> str:
-  """One classifier per source, seed and exact training set."""
-  return paths.classifier_checkpoints(workdir, source, seed, data_fingerprint)
 
 
 def manager(directory: str, max_to_keep: int = 3) -> ocp.CheckpointManager:
@@ -83,11 +72,11 @@ def leaf_digests(state: Any) -> dict[str, str]:
               for x in jax.tree.leaves(state))
   host = jax.device_get(state) if local else parallel.to_host(state)
   leaves, _ = jax.tree_util.tree_flatten_with_path(host)
-  paths = [jax.tree_util.keystr(p, simple=True, separator="/")
+  names = [jax.tree_util.keystr(p, simple=True, separator="/")
            for p, _ in leaves]
   arrays = [np.ascontiguousarray(x).reshape(-1) for _, x in leaves]
   with concurrent.futures.ThreadPoolExecutor(2) as pool:
-    return dict(zip(paths, pool.map(crc32, arrays)))
+    return dict(zip(names, pool.map(crc32, arrays)))
 
 
 def meta_digest(meta: Mapping[str, Any]) -> str:

@@ -21,9 +21,8 @@ from typing import Iterator
 
 from absl import logging
 
+from gansynth import paths
 from gansynth.config_schema import ConfigError
-
-LOCK_NAME = ".lock"
 
 
 class WorkdirBusy(ConfigError):
@@ -56,7 +55,7 @@ def hold(workdir: str) -> Iterator[str]:
   Raises WorkdirBusy (a one-line message naming the running process) if
   another live process holds it.
   """
-  path = os.path.join(workdir, LOCK_NAME)
+  path = paths.lock_file(workdir)
   try:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
   except OSError as e:

@@ -13,7 +13,7 @@ import pytest
 from gansynth import config_schema
 from gansynth import gan_train
 from gansynth import input_pipeline
-from gansynth import models
+from gansynth import sources
 from gansynth import synthesis
 from test_gan_options import all_options, whole_and_resumed
 
@@ -115,7 +115,7 @@ def test_synthesis_writes_balanced_labelled_classes(resumed_runs):
   config.synthesis.num_per_class = 7
   config.synthesis.batch_size = 4  # two sampler calls, the second cut short
   synthesis.synthesize(config, str(root / "whole"))
-  images, labels = synthesis.load_verified(str(root / "whole"), "gan")
+  images, labels = sources.load_verified(str(root / "whole"), "gan")
   assert images.shape == (70, 8, 8, 1)
   assert np.bincount(labels).tolist() == [7] * 10
   assert (root / "whole" / "samples" / "gan_synthetic.png").exists()

@@ -15,7 +15,8 @@ from gansynth import evaluation
 from gansynth import gan_train
 from gansynth import input_pipeline
 from gansynth import pipeline
-from gansynth import synthesis
+from gansynth import results
+from gansynth import sources
 
 
 def eval_config(tfds_dir):
@@ -73,7 +74,7 @@ def test_cas_identical_source_scores_like_real_shuffled_near_chance(
   real = classifier_train.load_source(config, workdir, "real")
   shuffled = real[1][np.random.default_rng(0).permutation(len(real[1]))]
   for name, labels in (("gan", real[1]), ("procedural", shuffled)):
-    synthesis.store_source(workdir, name, {}, lambda l=labels: (real[0], l),
+    sources.store_source(workdir, name, {}, lambda l=labels: (real[0], l),
                            config.data.num_classes, 2)
   test = input_pipeline.load_split(config.data, config.data.test_split)
   acc = {s: evaluation.score_seeds(
@@ -158,6 +159,29 @@ def test_report_files(finished_workdir):
   assert len(links) >= 4
   for link in links + report["figures"]["gan_class_over_steps"]:
     assert Path(workdir, link).is_file(), link
+
+
+def test_classify_is_the_cas_with_one_seed(finished_workdir):
+  """results.json is evaluation.cas with the seed classifier.seed, and the
+  evaluate stage's seed-0 scores are the very same classifiers."""
+  config, workdir = finished_workdir
+  stored = json.loads(Path(workdir, "results.json").read_text())
+  test = input_pipeline.load_split(config.data, config.data.test_split)
+  scored = evaluation.cas(config, workdir, ["real", "gan"],
+                          [config.classifier.seed], test)
+  again = json.loads(json.dumps(results.summary(config, len(test[1]), scored)))
+  for r in (stored, again):
+    for source in r["sources"].values():
+      del source["seconds"]
+  assert again == stored
+  if not os.path.exists(os.path.join(workdir, "report.json")):
+    evaluation.evaluate(config, workdir)
+  report = json.loads(Path(workdir, "report.json").read_text())
+  assert config.classifier.seed == report["seeds"][0] == 0
+  for source, r in stored["sources"].items():
+    assert report["cas"][source]["accuracies"][0] == r["accuracy"]
+    assert report["cas"][source]["train_images_per_class"] == (
+        r["train_images_per_class"])
 
 
 def test_validate_rejects_bad_evaluation_fields(tfds_dir):

@@ -32,9 +32,10 @@ from gansynth import data_import
 from gansynth import gan_train
 from gansynth import image_datasets
 from gansynth import input_pipeline
+from gansynth import paths
 from gansynth import pipeline
+from gansynth import sources
 from gansynth import store
-from gansynth import synthesis
 from gansynth import workdir_lock
 from gansynth.config_schema import ConfigError
 from gansynth.image_datasets import DatasetError
@@ -70,8 +71,7 @@ class Env:
     self.caplog = caplog
 
   def restore(self):
-    return gan_train.restore_latest(self.config,
-                                    store.manager(str(self.store)))
+    return gan_train.restore(self.config, store.manager(str(self.store)))
 
   def warnings(self):
     return [r.getMessage() for r in self.caplog.records
@@ -294,13 +294,13 @@ def synthetic_set(env, seed=0):
     made.append((rng.integers(0, 256, (30, 8, 8, 1), np.uint8),
                  np.repeat(np.arange(3, dtype=np.int32), 10)))
     return made[-1]
-  synthesis.store_source(str(env.tmp / "workdir"), "gan", {"seed": seed},
+  sources.store_source(str(env.tmp / "workdir"), "gan", {"seed": seed},
                          produce, 3, 2)
   return made[0] if made else None
 
 
 def record_file(env):
-  directory = synthesis.source_dir(str(env.tmp / "workdir"), "gan")
+  directory = paths.source_dir(str(env.tmp / "workdir"), "gan")
   return largest(pathlib.Path(directory), "*.tfrecord*")
 
 
@@ -315,16 +315,16 @@ def synthetic_regenerated(damage):
     chex.assert_trees_all_equal(again, first)
     assert any("cannot be vouched for" in w for w in env.warnings())
     chex.assert_trees_all_equal(
-        synthesis.load_verified(str(env.tmp / "workdir"), "gan"), first)
+        sources.load_verified(str(env.tmp / "workdir"), "gan"), first)
     return "regenerate"
   return scenario
 
 
 def stamp_without_digest(env):
-  path = synthesis.stamp_path(str(env.tmp / "workdir"), "gan")
+  path = paths.source_stamp(str(env.tmp / "workdir"), "gan")
   with open(path) as f:
     stamp = json.load(f)
-  del stamp[synthesis.DIGEST]
+  del stamp[sources.DIGEST]
   with open(path, "w") as f:
     json.dump(stamp, f)
 
@@ -332,19 +332,19 @@ def stamp_without_digest(env):
 def synthetic_damaged_before_classify(env):
   synthetic_set(env)
   flip(record_file(env))
-  synthesis.load_verified(str(env.tmp / "workdir"), "gan")
+  sources.load_verified(str(env.tmp / "workdir"), "gan")
 
 
 def synthetic_replaced(env):
   """Valid tfds files, but not the images the stamp vouches for."""
   synthetic_set(env)
-  shutil.rmtree(synthesis.source_dir(str(env.tmp / "workdir"), "gan"))
+  shutil.rmtree(paths.source_dir(str(env.tmp / "workdir"), "gan"))
   rng = np.random.default_rng(1)
   image_datasets.write_image_dataset(
-      synthesis.synthetic_root(str(env.tmp / "workdir")), "gan",
+      paths.synthetic_root(str(env.tmp / "workdir")), "gan",
       {"train": (rng.integers(0, 256, (30, 8, 8, 1), np.uint8),
                  np.repeat(np.arange(3), 10))}, 3)
-  synthesis.load_verified(str(env.tmp / "workdir"), "gan")
+  sources.load_verified(str(env.tmp / "workdir"), "gan")
 
 
 def imported_record_damaged(env):

@@ -10,6 +10,7 @@ import pytest
 from gansynth import gan_train
 from gansynth import losses
 from gansynth import models
+from gansynth import paths
 from gansynth import store
 from test_gan_train import single_step, small_problem, take
 
@@ -155,9 +156,8 @@ def whole_and_resumed(config, root):
   gan_train.train(config, str(root / "resumed"))
 
   def final(name):
-    mngr = store.manager(store.gan_dir(str(root / name)))
-    return store.restore_latest(mngr, gan_train.abstract_state(config),
-                                gan_train.store_meta(config))
+    mngr = store.manager(paths.gan_checkpoints(str(root / name)))
+    return gan_train.restore(config, mngr)
   return final("whole"), final("resumed")
 
 

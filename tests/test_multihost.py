@@ -21,6 +21,7 @@ from conftest import REPO
 from gansynth import config_schema
 from gansynth import gan_train
 from gansynth import metrics_log
+from gansynth import paths
 from gansynth import store
 
 SCRIPT = textwrap.dedent("""
@@ -100,7 +101,7 @@ def run(workdir, tfds_dir, steps, nproc, signal_on=-1):
 def stored(workdir, tfds_dir):
   from conftest import tiny
   config = tiny(config_schema.default_config(), tfds_dir)
-  mngr = store.manager(store.gan_dir(str(workdir)))
+  mngr = store.manager(paths.gan_checkpoints(str(workdir)))
   state = gan_train.restore_or_create(config, mngr)
   return mngr.all_steps(), jax.device_get(state)
 

@@ -2,13 +2,13 @@
 
 import inspect
 import os
+import subprocess
+import sys
 
 import numpy as np
 
 from gansynth import image_datasets
 from gansynth import paths
-from gansynth import store
-from gansynth import synthesis
 
 
 def test_every_workdir_path_is_under_the_workdir_and_distinct():
@@ -17,7 +17,8 @@ def test_every_workdir_path_is_under_the_workdir_and_distinct():
     if name.startswith("_") or name == "dataset_dir":
       continue
     extra = {"source": "gan", "seed": 1, "data_fingerprint": "abc",
-             "step": 7}
+             "step": 7, "run_key": "k", "source_tag": "gan_tag",
+             "name": "variant"}
     params = list(inspect.signature(fn).parameters)[1:]
     made.append(fn("run", *(extra[p] for p in params)))
   root = os.path.abspath("run")
@@ -26,12 +27,13 @@ def test_every_workdir_path_is_under_the_workdir_and_distinct():
   assert paths.gan_samples("run", 7).endswith("gan_step000007.png")
 
 
-def test_the_old_names_point_at_the_same_places(tmp_path):
-  w = str(tmp_path)
-  assert store.gan_dir(w) == paths.gan_checkpoints(w)
-  assert store.classifier_dir(w, "gan", 0, "f") == (
-      paths.classifier_checkpoints(w, "gan", 0, "f"))
-  assert synthesis.source_dir(w, "gan") == paths.source_dir(w, "gan")
+def test_reading_a_stage_output_does_not_import_the_stage_that_wrote_it():
+  code = ("import sys, gansynth.classifier_train, gansynth.config_schema; "
+          "print(sorted(m for m in ('gansynth.synthesis', 'gansynth.gan_train',"
+          " 'gansynth.procedural', 'PIL.ImageFont') if m in sys.modules))")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                       text=True, timeout=900, check=True)
+  assert out.stdout.strip() == "[]", out.stdout + out.stderr[-2000:]
 
 
 def test_a_written_source_is_read_back_from_paths_source_dir(tmp_path):

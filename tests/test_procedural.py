@@ -7,6 +7,8 @@ import numpy as np
 from PIL import Image
 import pytest
 
+from gansynth import config_schema
+from gansynth import image_grid
 from gansynth import procedural
 
 
@@ -25,7 +27,7 @@ def _quiet(config):
 
 def _nearest_centroid_accuracy(preset, config=None):
   """Trains on one seed, tests on another; features ignore digit polarity."""
-  config = config or procedural.default_config(preset)
+  config = config or config_schema.render_config(preset)
   shape = config.image_shape
 
   def features(images):
@@ -45,7 +47,7 @@ def _nearest_centroid_accuracy(preset, config=None):
                                           ("mnist", (28, 28, 1)),
                                           ("digits", (8, 8, 1))])
 def test_render_dataset_shapes_and_labels(preset, shape):
-  config = procedural.default_config(preset)
+  config = config_schema.render_config(preset)
   assert tuple(config.image_shape) == shape
   images, labels = procedural.render_dataset(3, shape, config, seed=0,
                                              num_workers=1)
@@ -58,7 +60,7 @@ def test_render_dataset_shapes_and_labels(preset, shape):
 
 
 def test_render_dataset_fewer_classes_and_other_shape():
-  config = procedural.default_config("svhn")
+  config = config_schema.render_config("svhn")
   images, labels = procedural.render_dataset(2, (48, 40, 1), config, 0, 1,
                                              num_classes=3)
   assert images.shape == (6, 48, 40, 1)
@@ -66,17 +68,17 @@ def test_render_dataset_fewer_classes_and_other_shape():
 
 
 def test_render_single_image_and_bad_label():
-  config = procedural.default_config("svhn")
+  config = config_schema.render_config("svhn")
   image = procedural.render(7, np.random.default_rng(0), (32, 32, 3), config)
   assert image.shape == (32, 32, 3) and image.dtype == np.uint8
   with pytest.raises(ValueError, match="digit"):
     procedural.render(10, np.random.default_rng(0), (32, 32, 3), config)
   with pytest.raises(ValueError, match="preset"):
-    procedural.default_config("cifar")
+    config_schema.render_config("cifar")
 
 
 def test_mnist_preset_is_white_on_black_and_centred():
-  config = procedural.default_config("mnist")
+  config = config_schema.render_config("mnist")
   images, _ = procedural.render_dataset(2, (28, 28, 1), config, 0, 1)
   ink = images[..., 0].astype(np.float64)
   # Black border (the digit fits a 20x20 box) and saturated white strokes.
@@ -92,7 +94,7 @@ def test_mnist_preset_is_white_on_black_and_centred():
 
 def test_same_output_for_any_worker_count(monkeypatch):
   monkeypatch.setattr(procedural, "_CHUNK_SIZE", 7)  # Several chunks.
-  config = procedural.default_config("svhn")
+  config = config_schema.render_config("svhn")
   serial = procedural.render_dataset(3, (32, 32, 3), config, 5, num_workers=1)
   parallel = procedural.render_dataset(3, (32, 32, 3), config, 5,
                                        num_workers=2)
@@ -107,7 +109,7 @@ def test_same_output_for_any_worker_count(monkeypatch):
 
 def test_digit_contrasts_with_background():
   """With nuisances off, every class shows digit and ground pixels apart."""
-  config = _quiet(procedural.default_config("svhn"))
+  config = _quiet(config_schema.render_config("svhn"))
   images, labels = procedural.render_dataset(10, (32, 32, 3), config, 0, 1)
   luminance = images.astype(np.float32) @ np.array([0.299, 0.587, 0.114])
   flat = luminance.reshape(len(images), -1)
@@ -128,14 +130,14 @@ def test_digit_contrasts_with_background():
 
 def test_classes_are_separable_by_nearest_centroid():
   assert _nearest_centroid_accuracy("mnist") > 0.5
-  svhn = procedural.default_config("svhn")
+  svhn = config_schema.render_config("svhn")
   svhn.neighbours.prob = 0.0
   svhn.distractors.count = (0, 0)
   assert _nearest_centroid_accuracy("svhn", svhn) > 0.3  # Chance is 0.1.
 
 
 def test_matplotlib_fonts_alone_suffice():
-  config = procedural.default_config("svhn")
+  config = config_schema.render_config("svhn")
   config.fonts = (os.path.join(matplotlib.get_data_path(), "fonts", "ttf"),)
   fonts = procedural.find_fonts(config)
   assert fonts and all("matplotlib" in f for f in fonts)
@@ -145,7 +147,7 @@ def test_matplotlib_fonts_alone_suffice():
 
 
 def test_default_fonts_are_the_bundled_ones_and_are_recorded():
-  config = procedural.default_config("mnist")
+  config = config_schema.render_config("mnist")
   fonts = procedural.find_fonts(config)
   bundled = os.path.join(matplotlib.get_data_path(), "fonts", "ttf")
   assert fonts and all(os.path.dirname(f) == os.path.realpath(bundled)
@@ -160,7 +162,7 @@ def test_default_fonts_are_the_bundled_ones_and_are_recorded():
 
 
 def test_no_font_error_says_what_to_do(tmp_path):
-  config = procedural.default_config("svhn")
+  config = config_schema.render_config("svhn")
   config.fonts = (str(tmp_path),)
   with pytest.raises(procedural.NoFontError,
                      match="fonts-dejavu-core.*config.fonts") as error:
@@ -171,7 +173,7 @@ def test_no_font_error_says_what_to_do(tmp_path):
 
 def test_write_procedural_dataset_round_trips(tmp_path):
   from gansynth import image_datasets  # pylint: disable=g-import-not-at-top
-  config = procedural.default_config("mnist")
+  config = config_schema.render_config("mnist")
   directory = procedural.write_procedural_dataset(
       str(tmp_path), "procedural_mnist", 2, (28, 28, 1), config, seed=3,
       num_workers=1)
@@ -182,23 +184,22 @@ def test_write_procedural_dataset_round_trips(tmp_path):
   np.testing.assert_array_equal(labels, expected_labels)
 
 
-def test_save_sample_grid(tmp_path):
-  config = procedural.default_config("svhn")
+def test_rendered_set_as_a_per_class_grid(tmp_path):
+  config = config_schema.render_config("svhn")
   images, labels = procedural.render_dataset(4, (32, 32, 3), config, 0, 1)
-  path = tmp_path / "grid.png"
-  procedural.save_sample_grid(images, labels, str(path), per_class=4,
-                              scale=1)
+  path = image_grid.save_grid(str(tmp_path / "grid.png"),
+                              image_grid.per_class_grid(images, labels, 10, 4))
   grid = np.asarray(Image.open(path))
-  assert grid.shape == (10 * 34 + 2, 4 * 34 + 2, 3)
-  np.testing.assert_array_equal(grid[2 + 34 * 3:2 + 34 * 3 + 32, 2:34],
-                                images[3])
+  assert grid.shape == (10 * 33 + 1, 4 * 33 + 1, 3)
+  np.testing.assert_array_equal(grid[1 + 33 * 3:1 + 33 * 3 + 32, 1:33],
+                                images[labels == 3][0])
 
 
 @pytest.mark.parametrize("shape", [(8, 8, 1), (16, 16, 1), (32, 32, 3)])
 def test_mnist_preset_renders_at_other_sizes(shape):
   """The MNIST box is a fraction of the side, so any size works."""
   images, labels = procedural.render_dataset(
-      2, shape, procedural.default_config("mnist"), seed=0, num_workers=1)
+      2, shape, config_schema.render_config("mnist"), seed=0, num_workers=1)
   assert images.shape == (20,) + shape and images.max() > 100
   assert labels.tolist() == list(range(10)) * 2
 
@@ -207,7 +208,7 @@ def test_digits_preset_fills_the_8x8_frame_like_the_real_digits():
   """scikit-learn's digits span all 8 rows with ~19 of 64 pixels of ink;
   the preset's renders must too (not 6-pixel faint blobs), and image i must
   depend on (seed, i) only."""
-  config = procedural.default_config("digits")
+  config = config_schema.render_config("digits")
   images, _ = procedural.render_dataset(10, (8, 8, 1), config, 0, 1)
   ink = images[..., 0].astype(np.float64) / 255
   rows = (ink > 0.2).any(axis=2).sum(axis=1)

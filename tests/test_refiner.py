@@ -13,6 +13,7 @@ import pytest
 from gansynth import config_schema
 from gansynth import image_datasets
 from gansynth import input_pipeline
+from gansynth import paths
 from gansynth import refiner
 from gansynth import synthesis
 
@@ -121,9 +122,9 @@ def refine_and_check_labels(config, tmp_path):
   synthesis.render_procedural(config, workdir)
   refiner.refine(config, workdir)
   rendered, labels = image_datasets.load_written(
-      synthesis.source_dir(workdir, "procedural"), "train")
+      paths.source_dir(workdir, "procedural"), "train")
   refined, refined_labels = image_datasets.load_written(
-      synthesis.source_dir(workdir, "refined"), "train")
+      paths.source_dir(workdir, "refined"), "train")
   np.testing.assert_array_equal(refined_labels, labels)
   assert refined.shape == rendered.shape and refined.dtype == np.uint8
   assert (tmp_path / "samples" / "refined_pairs.png").exists()

@@ -15,6 +15,7 @@ import pytest
 from conftest import REPO, load_config, tiny
 from conftest import nan_in_gan_2_at_step_4
 from gansynth import gan_train
+from gansynth import paths
 from gansynth import pipeline
 from gansynth import store
 
@@ -30,7 +31,7 @@ def test_nan_stops_with_gan_and_step_and_keeps_checkpoints(
   with pytest.raises(gan_train.NonFiniteError,
                      match=r"GAN\(s\) \[2\] became non-finite .* step 4"):
     gan_train.train(tiny_config, str(tmp_path))
-  assert store.manager(store.gan_dir(str(tmp_path))).all_steps() == [2]
+  assert store.manager(paths.gan_checkpoints(str(tmp_path))).all_steps() == [2]
 
 
 def test_nan_rollback_keeps_the_other_gans_progress(tiny_config, tmp_path,
@@ -63,7 +64,7 @@ def start_main(workdir, tfds_dir, steps):
 
 
 def wait_for_checkpoint(workdir, proc, timeout=300):
-  directory = store.gan_dir(str(workdir))
+  directory = paths.gan_checkpoints(str(workdir))
   deadline = time.time() + timeout
   while time.time() < deadline:
     if os.path.isdir(directory) and any(
@@ -75,10 +76,8 @@ def wait_for_checkpoint(workdir, proc, timeout=300):
 
 
 def final_state(config, workdir):
-  mngr = store.manager(store.gan_dir(str(workdir)))
-  abstract = gan_train.abstract_state(config)
-  return jax.device_get(store.restore_latest(
-      mngr, abstract, gan_train.store_meta(config)))
+  mngr = store.manager(paths.gan_checkpoints(str(workdir)))
+  return jax.device_get(gan_train.restore(config, mngr))
 
 
 STEPS = 40
@@ -107,7 +106,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(
   if sig == signal.SIGTERM:
     assert "SIGTERM at GAN step" in err and "checkpoint saved" in err
   stopped_at = store.manager(
-      store.gan_dir(str(tmp_path / "killed"))).latest_step()
+      paths.gan_checkpoints(str(tmp_path / "killed"))).latest_step()
   assert 0 < stopped_at < steps
   resumed = start_main(tmp_path / "killed", tfds_dir, steps)
   _, err = resumed.communicate(timeout=600)

@@ -1,14 +1,14 @@
 """Choosing the GAN checkpoint to synthesize from by validation CAS."""
 
 import json
-import os
 
 import pytest
 
 from gansynth import config_schema
+from gansynth import paths
 from gansynth import pipeline
 from gansynth import selection
-from gansynth import synthesis
+from gansynth import sources
 
 
 def selecting(config):
@@ -36,14 +36,14 @@ def test_every_stored_step_is_scored_and_synthesis_uses_the_best(
 
   monkeypatch.setattr(selection, "validation_accuracy", recorded)
   pipeline.run(config, workdir)
-  with open(os.path.join(workdir, selection.FILE)) as f:
+  with open(paths.selection_scores(workdir)) as f:
     report = json.load(f)
   # Steps 2, 4, 6 (checkpoint_every=2), each with and without EMA.
   assert [(c["step"], c["ema"]) for c in report["candidates"]] == [
       (2, True), (2, False), (4, True), (4, False), (6, True), (6, False)]
   assert scored == [True, False] * 3
   assert report["best"] == {"step": 4, "ema": False}
-  stamp = synthesis.read_stamp(workdir, "gan")
+  stamp = sources.read_stamp(workdir, "gan")
   assert (stamp["gan_step"], stamp["ema"]) == (4, False)
 
   # A rerun reads the scores back instead of training six classifiers again.
