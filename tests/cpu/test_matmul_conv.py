@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gansynth import config_schema
-from gansynth import matmul_conv
+from gansynth.cpu import matmul_conv
 from gansynth import models
 
 NHWC = ("NHWC", "HWIO", "NHWC")
