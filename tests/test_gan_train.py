@@ -25,11 +25,9 @@ def small_problem(config, k=3, n=12, seed=0):
 
 
 def single_step(config):
-  g, d = models.make_gan(config.gan, config.data.image_size,
-                         config.data.channels)
+  """One GAN's plain step (no vmap, the models' own layers)."""
   return jax.jit(functools.partial(
-      gan_train.gan_step, generator=g, discriminator=d,
-      tx=gan_train.optimizer(config.gan),
+      gan_train.gan_step, nets=gan_train.build_nets(config),
       **gan_train.step_options(config.gan)))
 
 

@@ -12,9 +12,9 @@ from gansynth import config_schema
 from gansynth import models
 
 
-def gan_config(arch):
+def gan_config(arch, dtype="float32"):
   config = config_schema.default_config().gan
-  config.update(architecture=arch, g_width=4, d_width=4)
+  config.update(architecture=arch, g_width=4, d_width=4, dtype=dtype)
   return config
 
 
@@ -110,3 +110,18 @@ def test_study_generator_upsamples_before_its_convs(size):
         h + p["Conv_2"]["bias"])
   np.testing.assert_allclose(g.apply(g_vars, z, train=False), h, atol=1e-5)
   assert h.shape == (2, size, size, 1)
+
+
+def test_bfloat16_compute_keeps_float32_params_and_outputs():
+  z = jax.random.normal(jax.random.key(0), (4, 100))
+  g, d = models.make_gan(gan_config("dcgan", dtype="bfloat16"), 16, 3)
+  g_vars = g.init(jax.random.key(1), z, train=False)
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(g_vars))
+  images = g.apply(g_vars, z, train=False)
+  d_vars = d.init(jax.random.key(2), images, train=False)
+  logits = d.apply(d_vars, images, train=False)
+  assert images.dtype == logits.dtype == jnp.float32
+  g32, d32 = models.make_gan(gan_config("dcgan"), 16, 3)
+  want = d32.apply(d_vars, g32.apply(g_vars, z, train=False), train=False)
+  assert np.all(np.isfinite(logits))
+  np.testing.assert_allclose(logits, want, atol=0.1, rtol=0.1)

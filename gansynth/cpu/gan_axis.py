@@ -3,9 +3,8 @@
 Strategies (`config.gan.strategy`), all giving the same numbers up to float
 round-off:
   * `vmap`: `jax.vmap`. A vmap over per-GAN convolution weights becomes a
-    grouped convolution, whose gradient XLA:CPU runs slowly (jax issues
-    26568, 15339, 13800); convolutions computed as matmuls (ops.lowered)
-    become batched matmuls instead.
+    grouped convolution, whose gradient XLA:CPU runs slowly; convolutions
+    computed as matmuls (ops.lowered) become batched matmuls instead.
   * `unroll`: the K steps traced one after the other inside the same jit
     (a Python loop): K times the ops and the compile time, but ungrouped
     convolutions. The train chunk carries the K states apart (layout.py).

@@ -65,8 +65,7 @@ def _evaluate(jaxpr: jex_core.Jaxpr, consts: Sequence[Any],
     elif prim is lax.reduce_window_max_p and _is_pool_2x2(params):
       outs = [max_pool_2x2(vals[0], params["padding"])]
     else:
-      subfuns, bind_params = prim.get_bind_params(params)
-      outs = prim.bind(*subfuns, *vals, **bind_params)
+      outs = prim.bind(*vals, **prim.get_bind_params(params))
       outs = outs if prim.multiple_results else [outs]
     for v, o in zip(eqn.outvars, outs):
       env[v] = o
