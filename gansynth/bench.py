@@ -34,12 +34,12 @@ import jax.numpy as jnp
 from ml_collections import config_flags
 import numpy as np
 
-from gansynth import gan_axis
+from gansynth import cpu
 from gansynth import gan_train
 from gansynth import input_pipeline
-from gansynth import matmul_conv
 from gansynth import models
-from gansynth import step_profile
+from gansynth.cpu import matmul_conv
+from gansynth.cpu import step_profile
 
 RUNS = ("ceiling", "step", "layers", "profile", "input", "kcurve",
         "synthesis", "torch")
@@ -54,7 +54,7 @@ def define_flags() -> None:
                                   "Config file (configs/*.py).",
                                   lock_config=True)
   flags.DEFINE_list("strategies", ["auto"], "What to time: "
-                    f"config.gan.strategy values from {gan_axis.STRATEGIES}, "
+                    f"config.gan.strategy values from {cpu.STRATEGIES}, "
                     "each optionally with ':conv' for config.gan.conv (e.g. "
                     "vmap:matmul); without it, the config's conv.")
   flags.DEFINE_list("run", list(DEFAULT_RUN),
@@ -125,7 +125,8 @@ def time_step(config, steps: int, repeats: int,
   data = random_data(config)
   state = gan_train.create_state(config, jax.random.key(0))
   chunk = gan_train.make_train_chunk(config)
-  carried = chunk.enter(state)  # the layout the steps carry (once per chunk)
+  # The layout the steps carry (converted once per chunk).
+  carried = chunk.enter(state) if hasattr(chunk, "enter") else state
   t = time.perf_counter()
   compiled = chunk.step.lower(carried, data).compile()
   compile_s = time.perf_counter() - t
@@ -345,9 +346,9 @@ def profile_step(config) -> dict[str, float]:
   """Seconds of one K-GAN step per kind of op (step_profile.wall_shares)."""
   data = random_data(config)
   state = gan_train.create_state(config, jax.random.key(0))
-  apart = gan_train.holds_apart(config)
-  step = jax.jit(gan_train.make_step(config, apart))  # no donation: run twice
-  gans = gan_axis.split(state.gans) if apart else state.gans
+  apart = cpu.selected(config) and cpu.holds_apart(config)
+  step = jax.jit(gan_train.make_step(config, apart=apart))  # run twice
+  gans = cpu.split(state.gans) if apart else state.gans
   shares, _ = step_profile.profile_call(step, gans, data.images, data.counts,
                                         state.step)
   return shares
@@ -394,7 +395,7 @@ def run(config, strategies: Sequence[str] = ("auto",),
         f"{config.data.image_size}x{config.data.channels}, widths "
         f"{config.gan.g_width}/{config.gan.d_width}, batch "
         f"{config.gan.batch_size}/GAN, K={k}; auto -> "
-        f"{gan_axis.resolve('auto', gan_train.step_work(config))}", flush=True)
+        f"{cpu.gan_axis.resolve('auto', cpu.step_work(config))}", flush=True)
   ceiling = None
   if "ceiling" in parts:
     ceiling = matmul_ceiling()
@@ -435,8 +436,7 @@ def run(config, strategies: Sequence[str] = ("auto",),
             f"  = {r['step_ms'] / (kk * one):.2f} x K x one GAN", flush=True)
   if "synthesis" in parts:
     rate = synthesis_speed(config, synth_images, repeats)
-    mapping = gan_axis.resolve(config.gan.strategy,
-                               gan_train.step_work(config))
+    mapping = cpu.strategy(config)
     print(f"synthesis of {synth_images} images: {rate:.0f} img/s "
           f"({synth_images / rate:.1f}s, {mapping})", flush=True)
   if "torch" in parts:

@@ -57,10 +57,12 @@ def default_config() -> ml_collections.ConfigDict:
   config.gan.r1_gamma = 0.0  # R1 penalty on real images, gamma / 2 * |grad|^2
   config.gan.mbstd = False  # minibatch standard deviation at the end of D
   config.gan.n_critic = 1  # D updates per G update
-  config.gan.strategy = "auto"  # how the K GANs are mapped: see gan_axis.py
-  # How convolutions are computed ("auto", "lax", "matmul": matmul_conv.py)
-  # and in which dtype ("float32", or "bfloat16" for GPU/TPU; parameters and
+  # How the K GANs are mapped ("auto": plain jax.vmap off the CPU; "vmap",
+  # "unroll", "conv_unroll": gansynth/cpu/gan_axis.py), how convolutions are
+  # computed ("auto", "lax", "matmul": gansynth/cpu/matmul_conv.py) and in
+  # which dtype ("float32", or "bfloat16" for GPU/TPU; parameters and
   # losses stay float32).
+  config.gan.strategy = "auto"
   config.gan.conv = "auto"
   config.gan.dtype = "float32"
   config.gan.log_every = 100
@@ -273,7 +275,7 @@ def split_list(text: str) -> list[str]:
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError naming the first bad field and what it should be."""
-  from gansynth import augment, gan_axis, losses, matmul_conv, models  # pylint: disable=g-import-not-at-top
+  from gansynth import augment, cpu, losses, models  # pylint: disable=g-import-not-at-top
 
   def need(ok: bool, field: str, what: str):
     if not ok:
@@ -333,8 +335,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     need(config.synthesis.select_per_class > 0 and
          config.synthesis.select_steps > 0, "synthesis.select_steps",
          "select_per_class and select_steps must be positive integers")
-  one_of("gan.strategy", gan_axis.STRATEGIES)
-  one_of("gan.conv", matmul_conv.CONVS)
+  one_of("gan.strategy", cpu.STRATEGIES)
+  one_of("gan.conv", cpu.CONVS)
   one_of("gan.dtype", models.DTYPES)
   need(config.mesh.gan >= 0, "mesh.gan", "0 (automatic) or a divisor of K")
   if config.mesh.distributed:

@@ -2,9 +2,11 @@
 
 All K GANs' parameters, batch statistics, optimizer states and PRNG keys are
 stacked on a leading axis of one pytree (`GANState`). `gan_step` updates one
-GAN (D then G) on a batch of its own class; `map_over_gans` lifts it to all K
-(`jax.vmap`, or unrolled inside the jit, per `config.gan.strategy`), and
-`make_train_chunk` runs a dynamic number of such steps in one compiled call.
+GAN (D then G) on a batch of its own class, given the stage's `Nets` (G's
+and D's apply functions and the optimiser, built once); `make_step` lifts it
+to all K with `jax.vmap`, and `make_train_chunk` runs a dynamic number of
+such steps in one compiled call. On the CPU, `config.gan.strategy="auto"`
+maps the same step through gansynth.cpu instead (faster there, same numbers).
 
 Sections of `train`, top to bottom: input, models, state, checkpoint, step,
 loop.
@@ -12,6 +14,7 @@ loop.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import time
@@ -26,7 +29,7 @@ import numpy as np
 import optax
 
 from gansynth import augment
-from gansynth import gan_axis
+from gansynth import cpu
 from gansynth import image_grid
 from gansynth import input_pipeline
 from gansynth import losses
@@ -87,16 +90,31 @@ def num_rows(config) -> int:
       config.data.num_classes)
 
 
-def make_nets(config) -> tuple[nn.Module, nn.Module]:
-  """(generator, discriminator) of the config: build them once per stage and
-  pass them as `nets` to the functions that take it."""
-  return models.make_gan(config.gan, config.data.image_size,
-                         config.data.channels, label_classes(config))
-
-
 def optimizer(gan_config) -> optax.GradientTransformation:
   return optax.adam(gan_config.learning_rate, b1=gan_config.beta1,
                     b2=gan_config.beta2)
+
+
+@dataclasses.dataclass(frozen=True)
+class Nets:
+  """One stage's G, D and optimiser, built once and passed to the step, the
+  sampler and the initialiser (as Flax's TrainState carries `apply_fn`)."""
+  generator: nn.Module
+  discriminator: nn.Module
+  tx: optax.GradientTransformation
+  g_apply: Callable  # generator.apply, or a CPU form of it (gansynth.cpu)
+  d_apply: Callable
+
+
+def make_nets(config) -> Nets:
+  """The config's G, D and optimiser: build them once per stage and pass them
+  as `nets` to the functions that take it."""
+  generator, discriminator = models.make_gan(
+      config.gan, config.data.image_size, config.data.channels,
+      label_classes(config))
+  return Nets(generator=generator, discriminator=discriminator,
+              tx=optimizer(config.gan), g_apply=generator.apply,
+              d_apply=discriminator.apply)
 
 
 def init_gan(key: jax.Array, generator: nn.Module, discriminator: nn.Module,
@@ -113,13 +131,13 @@ def init_gan(key: jax.Array, generator: nn.Module, discriminator: nn.Module,
              rng=jax.random.key_data(kr))
 
 
-def create_state(config, key: jax.Array, nets=None) -> GANState:
+def create_state(config, key: jax.Array, nets: Nets | None = None
+                 ) -> GANState:
   """K freshly initialised GANs, GAN k from fold_in(key, k)."""
-  generator, discriminator = nets or make_nets(config)
+  nets = nets or make_nets(config)
   shape = (config.data.image_size,) * 2 + (config.data.channels,)
-  init = functools.partial(init_gan, generator=generator,
-                           discriminator=discriminator,
-                           tx=optimizer(config.gan),
+  init = functools.partial(init_gan, generator=nets.generator,
+                           discriminator=nets.discriminator, tx=nets.tx,
                            latent_dim=config.gan.latent_dim, image_shape=shape)
 
   def build(key):
@@ -127,8 +145,8 @@ def create_state(config, key: jax.Array, nets=None) -> GANState:
         jnp.arange(num_gans(config)))
     return GANState(step=jnp.zeros((), jnp.int32), gans=jax.vmap(init)(keys))
 
-  # One compiled program instead of ~200 op-by-op compiles: the same values
-  # bit for bit, 8 s instead of 23 s for configs/bench_svhn.py on the CPU.
+  # One compiled program instead of ~200 op-by-op compiles (the same values
+  # bit for bit, and faster).
   return jax.jit(build)(key)
 
 
@@ -142,8 +160,7 @@ def step_noise(key: jax.Array, step: jax.Array, batch_size: int,
 
 
 def gan_step(gan: GAN, images: jax.Array, count: jax.Array, step: jax.Array,
-             *, generator: nn.Module, discriminator: nn.Module,
-             tx: optax.GradientTransformation, loss: str, batch_size: int,
+             *, nets: Nets, loss: str, batch_size: int,
              latent_dim: int, reuse_fake: bool = True, diffaugment: str = "",
              augment_strength: float = 1.0, r1_gamma: float = 0.0,
              n_critic: int = 1, ema_decay: float = 0.0, ema_start: int = 0,
@@ -163,6 +180,7 @@ def gan_step(gan: GAN, images: jax.Array, count: jax.Array, step: jax.Array,
   batch of the last D update (one G forward per step, as PyTorch's DCGAN
   example does); without, G's update draws fresh noise and runs G again.
   """
+  tx = nets.tx
   key = jax.random.wrap_key_data(gan.rng)
   k_batch, k_aug = jax.random.fold_in(key, 0), jax.random.fold_in(key, 2)
 
@@ -177,12 +195,12 @@ def gan_step(gan: GAN, images: jax.Array, count: jax.Array, step: jax.Array,
             if num_classes else None)
 
   def run_g(params, z):
-    return generator.apply({"params": params, "batch_stats": gan.g_stats}, z,
-                           labels, train=True, mutable=["batch_stats"])
+    return nets.g_apply({"params": params, "batch_stats": gan.g_stats}, z,
+                        labels, train=True, mutable=["batch_stats"])
 
   def run_d(params, stats, x, y=labels):
-    out, upd = discriminator.apply({"params": params, "batch_stats": stats}, x,
-                                   y, train=True, mutable=["batch_stats"])
+    out, upd = nets.d_apply({"params": params, "batch_stats": stats}, x, y,
+                            train=True, mutable=["batch_stats"])
     return out, upd.get("batch_stats", {})
 
   def real_batch(sub):
@@ -261,42 +279,34 @@ def step_options(gan_config) -> dict[str, Any]:
               ema_start=g.ema_start)
 
 
-def make_step(config, apart: bool = False) -> Callable:
-  """The pure K-GAN step: (GAN, images, counts, step) -> (GAN, metrics).
+def make_step(config, nets: Nets | None = None,
+              apart: bool = False) -> Callable:
+  """The pure K-GAN step: (GAN, images, counts, step) -> (GAN, metrics),
+  `jax.vmap` of gan_step (or gansynth.cpu's mapping of it, where selected).
 
-  The GANs come and go stacked, or with `apart` (only where `holds_apart`)
-  as a tuple of K per-GAN states (gan_axis.map_over_gans).
+  The GANs come and go stacked, or with `apart` (only where
+  `cpu.holds_apart`) as a tuple of K per-GAN states.
   """
-  generator, discriminator = make_nets(config)
-  step = functools.partial(
-      gan_step, generator=generator, discriminator=discriminator,
-      tx=optimizer(config.gan), num_classes=label_classes(config),
-      **step_options(config.gan))
-  return gan_axis.map_over_gans(step, config.gan.strategy,
-                                work=step_work(config), apart=apart)
+  nets = nets or make_nets(config)
+  step = functools.partial(gan_step, num_classes=label_classes(config),
+                           **step_options(config.gan))
+  if cpu.selected(config):
+    return cpu.map_over_gans(
+        functools.partial(step, nets=cpu.lowered_nets(nets, config)), config,
+        apart=apart)
+  if apart:
+    raise ValueError("the plain vmap step keeps the K GANs stacked")
+  return jax.vmap(functools.partial(step, nets=nets), in_axes=(0, 0, 0, None))
 
 
-def holds_apart(config) -> bool:
-  """Whether the train chunk carries the K GANs as K separate states."""
-  return gan_axis.holds_apart(config.gan.strategy, step_work(config))
-
-
-def step_work(config) -> float:
-  """batch * pixels * width**2 of one GAN: a proxy for its train step's
-  FLOPs, by which gan_axis.resolve picks what `auto` is."""
-  g = config.gan
-  return (float(g.batch_size) * config.data.image_size ** 2
-          * max(g.g_width, g.d_width) ** 2)
-
-
-def make_train_chunk(config) -> Callable:
+def make_train_chunk(config, nets: Nets | None = None) -> Callable:
   """(state, data, num_steps) -> (state, mean metrics [K]); see train_loop.
 
-  The state comes and goes stacked; where `holds_apart`, the chunk's steps
-  carry its GANs apart (split on entry, joined on exit).
+  The state comes and goes stacked (under gansynth.cpu's `unroll` the
+  chunk's steps carry its GANs apart).
   """
-  apart = holds_apart(config)
-  k_step = make_step(config, apart)
+  apart = cpu.selected(config) and cpu.holds_apart(config)
+  k_step = make_step(config, nets, apart)
 
   def one_step(state: GANState, data: input_pipeline.ClassData):
     images, counts = data.images, data.counts
@@ -305,34 +315,30 @@ def make_train_chunk(config) -> Callable:
     gans, metrics = k_step(state.gans, images, counts, state.step)
     return GANState(step=state.step + 1, gans=gans), metrics
 
-  k = num_gans(config)
-  layout = lambda f: lambda state: state.replace(gans=f(state.gans))
-  return train_loop.repeat_step(
-      one_step, {n: (k,) for n in METRICS},
-      enter=layout(gan_axis.split) if apart else None,
-      leave=layout(gan_axis.join) if apart else None)
+  shapes = {n: (num_gans(config),) for n in METRICS}
+  if cpu.selected(config):
+    return cpu.repeat_step(one_step, shapes, apart)
+  return train_loop.repeat_step(one_step, shapes)
 
 
-def make_sampler(config, nets=None) -> Callable:
+def make_sampler(config, nets: Nets | None = None) -> Callable:
   """(GAN stacked, z [R, n, latent]) -> images [R, n, H, W, C] in [-1, 1].
 
   R = num_rows: the K GANs' rows, or a conditional GAN's row per class
   (class by class, so memory stays that of one class's n images).
 
-  Uses the generators' running batch statistics (inference mode). `auto`
-  maps the K generators as it maps the train step (by `step_work`): on the
-  2-core CPU, 20,000 32x32 images took 13.8 / 14.5 s unrolled against
-  15.7 / 15.3 s with `conv_unroll` (DCGAN), 7.5 / 7.7 against 8.3 / 8.4 s
-  (study nets); `python -m gansynth.bench --config configs/bench_svhn.py
-  --config.gan.strategy=S --run=synthesis --synth_images=20000 --repeats=2`.
+  Uses the generators' running batch statistics (inference mode). The K
+  generators are mapped as the train step is (`make_step`).
   """
-  generator, _ = nets or make_nets(config)
+  nets = nets or make_nets(config)
+  fast = cpu.selected(config)
+  if fast:
+    nets = cpu.lowered_nets(nets, config)
   ema = uses_ema(config)
 
   def sample_one(gan: GAN, z, labels=None):
-    return generator.apply({"params": gan.g_ema if ema else gan.g_params,
-                            "batch_stats": gan.g_stats}, z, labels,
-                           train=False)
+    return nets.g_apply({"params": gan.g_ema if ema else gan.g_params,
+                         "batch_stats": gan.g_stats}, z, labels, train=False)
 
   if label_classes(config):
     def sample_classes(gans: GAN, z):
@@ -343,9 +349,10 @@ def make_sampler(config, nets=None) -> Callable:
           (z, rows))
     return jax.jit(sample_classes)
 
-  return jax.jit(gan_axis.map_over_gans(sample_one, config.gan.strategy,
-                                        in_batched=(True, True),
-                                        work=step_work(config)))
+  if fast:
+    return jax.jit(cpu.map_over_gans(sample_one, config,
+                                     in_batched=(True, True)))
+  return jax.jit(jax.vmap(sample_one))
 
 
 def uses_ema(config) -> bool:
@@ -377,7 +384,7 @@ def store_meta(config) -> dict[str, Any]:
              if g.conditioning == "conditional" else {})}
 
 
-def abstract_state(config, nets=None) -> GANState:
+def abstract_state(config, nets: Nets | None = None) -> GANState:
   """What create_state returns (shapes, dtypes, this process's first
   device), without computing it: the template a restore needs."""
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
@@ -387,7 +394,8 @@ def abstract_state(config, nets=None) -> GANState:
 
 
 def restore(config, mngr, step: int | None = None,
-            verified_only: bool = False, nets=None) -> GANState | None:
+            verified_only: bool = False,
+            nets: Nets | None = None) -> GANState | None:
   """The stored K-GAN state: the one way every stage reads GAN checkpoints.
 
   Its bytes must match the digests recorded at save and its parameters must
@@ -515,7 +523,8 @@ def train(config, workdir: str) -> GANState:
 
   # State and checkpoint: resume from the newest stored step if there is one.
   mngr = store.manager(paths.gan_checkpoints(workdir))
-  state = restore_or_create(config, mngr)
+  nets = make_nets(config)
+  state = restore_or_create(config, mngr, nets=nets)
   # Sharding: state and class data onto the devices (data from the host).
   state, data = parallel.shard(parallel.make_mesh(config, num_gans(config)),
                                state, data)
@@ -527,8 +536,8 @@ def train(config, workdir: str) -> GANState:
     return state
 
   # Step: compiled once; the state's buffers are donated.
-  chunk = make_train_chunk(config)
-  sampler = make_sampler(config)
+  chunk = make_train_chunk(config, nets)
+  sampler = make_sampler(config, nets)
   noise = fixed_noise(config, config.gan.grid_per_class)
   primary = parallel.is_primary()  # the one process that writes files
   per_row = num_rows(config) > 1  # a row (and a name) per class

@@ -1,9 +1,9 @@
 """Generator, discriminator and classifier as pure flax.linen modules.
 
 Two GAN families, chosen by ``config.gan.architecture``:
-  * ``study``: the SVHN study's nets. Generator = dense + three upsampling +
-    three convolutions; discriminator = three convolutions + three poolings +
-    one dense.
+  * ``study``: the SVHN study's nets. Generator = dense + three times
+    (nearest 2x upsampling, 3x3 conv); discriminator = three times (3x3 conv,
+    leaky ReLU, 2x2 max-pool) + one dense.
   * ``dcgan``: Radford et al.'s strided DCGAN (5x5 kernels, stride 2, batch
     norm, ReLU in G and leaky ReLU in D), as used for MNIST and CelebA.
 The classifier is the study's ConvNet: six convolutions, three poolings, one
@@ -15,10 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
-
-from gansynth import matmul_conv
 
 ARCHITECTURES = ("study", "dcgan")
 DTYPES = ("float32", "bfloat16")
@@ -28,55 +25,13 @@ BN_MOMENTUM = 0.9
 
 
 def max_pool_2x2(x: jnp.ndarray) -> jnp.ndarray:
-  """2x2 max pooling, stride 2, "SAME" (nn.max_pool's numbers), NHWC.
-
-  Written as a max over reshaped axes: nn.max_pool differentiates through
-  select-and-scatter, which under a vmap over the GAN axis becomes gathers
-  and scatters over index arrays; a max over axes differentiates elementwise
-  (XLA:CPU, ten study GANs: one step 7.1 -> 4.6 s under the profiler). At exact ties the gradient is
-  shared among the tied inputs (nn.max_pool gives it to one): both are
-  gradients of the same function. The gradient is jnp's own, computed in
-  two passes by `_max_2x2` (see there).
-  """
-  pad_h, pad_w = x.shape[1] % 2, x.shape[2] % 2  # "SAME" pads at the end
-  if pad_h or pad_w:
-    x = jnp.pad(x, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)),
-                constant_values=-jnp.inf)
-  return _max_2x2(x)
+  """2x2 max pooling, stride 2, "SAME" (NHWC)."""
+  return nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")
 
 
-def _windows_2x2(x: jnp.ndarray) -> jnp.ndarray:
-  n, h, w, c = x.shape
-  return x.reshape(n, h // 2, 2, w // 2, 2, c)
-
-
-@jax.custom_vjp
-def _max_2x2(x: jnp.ndarray) -> jnp.ndarray:
-  """Max over 2x2 windows of an even-sized NHWC array.
-
-  The custom VJP is the gradient jnp's max gives (shared equally at ties),
-  written as one count and one select: autodiff of the max materialises the
-  tie mask as floats and divides in separate passes. With the study D's
-  pooling before its activation, a `conv_unroll` step of ten study GANs on
-  the 2-core CPU went 3.95 -> 3.67 s and 4.07 -> 3.87 s (two A/B runs, best
-  of 4-5); the classifier's step (plain jit) did not change.
-  """
-  return _windows_2x2(x).max(axis=(2, 4))
-
-
-def _max_2x2_fwd(x):
-  y = _max_2x2(x)
-  return y, (x, y)
-
-
-def _max_2x2_bwd(residuals, g):
-  x, y = residuals
-  hit = _windows_2x2(x) == y[:, :, None, :, None]
-  share = g / hit.sum(axis=(2, 4)).astype(g.dtype)
-  return (jnp.where(hit, share[:, :, None, :, None], 0).reshape(x.shape),)
-
-
-_max_2x2.defvjp(_max_2x2_fwd, _max_2x2_bwd)
+def upsample_2x(x: jnp.ndarray) -> jnp.ndarray:
+  """Nearest-neighbour 2x upsampling (NHWC)."""
+  return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
 
 
 def num_doublings(image_size: int, max_doublings: int) -> int:
@@ -106,21 +61,10 @@ def minibatch_std(x: jnp.ndarray, group_size: int = 4) -> jnp.ndarray:
 
 
 class _GANModule(nn.Module):
-  """Shared fields: how convolutions are computed, the compute dtype, and
-  the number of classes of a class-conditional net (0: unconditional; the
-  net then takes no labels)."""
-  conv: str = "lax"
+  """Shared fields: the compute dtype, and the number of classes of a
+  class-conditional net (0: unconditional; the net then takes no labels)."""
   dtype: Any = jnp.float32
   num_classes: int = 0
-
-  def layer(self, cls, *args, upsample: bool = False, **kwargs):
-    """cls(*args, **kwargs); with `upsample`, a 3x3 nn.Conv that convolves
-    its input upsampled 2x (nearest), computed as one transposed conv."""
-    if cls is nn.Conv:
-      conv = matmul_conv.conv_function(self.conv)
-      kwargs["conv_general_dilated"] = (matmul_conv.upsampling(conv)
-                                        if upsample else conv)
-    return cls(*args, dtype=self.dtype, **kwargs)
 
   def check_labels(self, labels):
     """The labels a conditional net needs (None for an unconditional one)."""
@@ -134,7 +78,7 @@ class _GANModule(nn.Module):
     """A discriminator layer, spectrally normalised if `spectral_norm`
     (Miyato et al. 2018; its power-iteration vector is carried in
     `batch_stats` and advanced only when training)."""
-    layer = self.layer(cls, *args, **kwargs)
+    layer = cls(*args, dtype=self.dtype, **kwargs)
     if not getattr(self, "spectral_norm", False):
       return layer
     return lambda x: nn.SpectralNorm(layer)(x, update_stats=train)
@@ -145,10 +89,10 @@ class _GANModule(nn.Module):
     per-class gamma and beta looked up in embeddings (de Vries et al. 2017;
     Miyato & Koyama 2018), gamma starting at 1 and beta at 0."""
     if labels is None:
-      return self.layer(nn.BatchNorm, use_running_average=not train,
-                        momentum=BN_MOMENTUM)(x)
-    x = self.layer(nn.BatchNorm, use_running_average=not train,
-                   momentum=BN_MOMENTUM, use_scale=False, use_bias=False)(x)
+      return nn.BatchNorm(use_running_average=not train,
+                          momentum=BN_MOMENTUM, dtype=self.dtype)(x)
+    x = nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM,
+                     use_scale=False, use_bias=False, dtype=self.dtype)(x)
     c = x.shape[-1]
     gamma = nn.Embed(self.num_classes, c, embedding_init=nn.initializers.ones)(
         labels)
@@ -183,21 +127,23 @@ class StudyGenerator(_GANModule):
     n_up = num_doublings(self.image_size, 3)
     base = self.image_size // 2 ** n_up
     # Layers followed by batch norm have no bias: BN would cancel it.
-    x = self.layer(nn.Dense, base * base * 4 * self.width, use_bias=False)(z)
+    x = nn.Dense(base * base * 4 * self.width, use_bias=False,
+                 dtype=self.dtype)(z)
     x = x.reshape(z.shape[0], base, base, 4 * self.width)
     x = nn.relu(self.batch_norm(x, train, labels))
     features = (2 * self.width, self.width, self.channels)
     for i, f in enumerate(features):
       last = i == len(features) - 1
-      # Upsampling (nearest, 2x) is folded into the convolution after it.
-      x = self.layer(nn.Conv, f, (3, 3), use_bias=last, upsample=i < n_up)(x)
+      if i < n_up:
+        x = upsample_2x(x)
+      x = nn.Conv(f, (3, 3), use_bias=last, dtype=self.dtype)(x)
       if not last:
         x = nn.relu(self.batch_norm(x, train, labels))
     return jnp.tanh(x).astype(jnp.float32)
 
 
 class StudyDiscriminator(_GANModule):
-  """image -> 3 x (conv, max-pool) -> dense -> one logit.
+  """image -> 3 x (conv, leaky ReLU, max-pool) -> dense -> one logit.
 
   No batch norm, so D's real and fake batches stay independent. Options for
   small data: `spectral_norm` on every layer, `mbstd` (minibatch standard
@@ -211,22 +157,15 @@ class StudyDiscriminator(_GANModule):
   def __call__(self, x, labels=None, train: bool = True):
     labels = self.check_labels(labels)
     for f in (self.width, 2 * self.width, 4 * self.width):
-      # Pooling first: max commutes with the (monotone) activation, which
-      # then runs on a quarter of the values.
-      x = max_pool_2x2(self.d_layer(nn.Conv, f, (3, 3), train=train)(x))
-      x = nn.leaky_relu(x, 0.2)
+      x = self.d_layer(nn.Conv, f, (3, 3), train=train)(x)
+      x = max_pool_2x2(nn.leaky_relu(x, 0.2))
     if self.mbstd:
       x = minibatch_std(x)
     return self.projection_logit(x.reshape(x.shape[0], -1), labels, train)
 
 
 class DCGANGenerator(_GANModule):
-  """Radford et al.: z -> dense -> strided 5x5 transposed convs -> tanh.
-
-  A transposed convolution (nn.ConvTranspose, "SAME", stride 2) is written
-  as the convolution it stands for, an input-dilated nn.Conv under the same
-  parameter name, so that `conv` decides how it is computed.
-  """
+  """Radford et al.: z -> dense -> strided 5x5 transposed convs -> tanh."""
   image_size: int = 32
   channels: int = 3
   width: int = 64
@@ -237,15 +176,14 @@ class DCGANGenerator(_GANModule):
     n_up = num_doublings(self.image_size, 4)
     base = self.image_size // 2 ** n_up
     top = self.width * 2 ** (n_up - 1)
-    x = self.layer(nn.Dense, base * base * top, use_bias=False)(z)
+    x = nn.Dense(base * base * top, use_bias=False, dtype=self.dtype)(z)
     x = x.reshape(z.shape[0], base, base, top)
     x = nn.relu(self.batch_norm(x, train, labels))
-    padding = matmul_conv.conv_transpose_padding((5, 5), (2, 2))
     for i in range(n_up):
       last = i == n_up - 1
       f = self.channels if last else top // 2 ** (i + 1)
-      x = self.layer(nn.Conv, f, (5, 5), padding=padding, input_dilation=2,
-                     use_bias=last, name=f"ConvTranspose_{i}")(x)
+      x = nn.ConvTranspose(f, (5, 5), strides=(2, 2), padding="SAME",
+                           use_bias=last, dtype=self.dtype)(x)
       if not last:
         x = nn.relu(self.batch_norm(x, train, labels))
     return jnp.tanh(x).astype(jnp.float32)
@@ -297,8 +235,7 @@ def make_gan(gan_config: Any, image_size: int, channels: int,
   """Builds (generator, discriminator) for `config.gan`; with `num_classes`,
   class-conditional ones (conditional BN in G, a projection D)."""
   arch = gan_config.architecture
-  common = dict(conv=gan_config.conv, dtype=jnp.dtype(gan_config.dtype),
-                num_classes=num_classes)
+  common = dict(dtype=jnp.dtype(gan_config.dtype), num_classes=num_classes)
   d_options = dict(spectral_norm=gan_config.spectral_norm,
                    mbstd=gan_config.mbstd, **common)
   if arch == "study":

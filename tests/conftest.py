@@ -62,8 +62,8 @@ def nan_in_gan_2_at_step_4(make_train_chunk):
   step 4 (a divergence to detect and roll back)."""
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
 
-  def poisoned(config):
-    chunk = make_train_chunk(config)
+  def poisoned(config, nets=None):
+    chunk = make_train_chunk(config, nets)
 
     def run(state, data, num_steps, **kwargs):
       state, metrics = chunk(state, data, num_steps, **kwargs)

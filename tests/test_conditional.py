@@ -38,7 +38,8 @@ def test_conditional_nets_depend_on_the_label(tiny_config, arch):
   config = conditional(tiny_config)
   config.gan.architecture = arch
   config.gan.mbstd = config.gan.spectral_norm = True
-  g, d = gan_train.make_nets(config)
+  nets = gan_train.make_nets(config)
+  g, d = nets.generator, nets.discriminator
   z = jax.random.normal(jax.random.key(0), (4, config.gan.latent_dim))
   zeros, ones = jnp.zeros(4, jnp.int32), jnp.ones(4, jnp.int32)
   g_vars = g.init(jax.random.key(1), z, zeros, train=False)

@@ -97,7 +97,7 @@ def test_spectral_norm_bounds_the_discriminators_lipschitz_constant(arch):
   """With every layer's (flattened) kernel normalised to spectral norm 1, a
   3x3 (5x5) conv has operator norm <= 3 (5), activations and pooling are
   1-Lipschitz: |grad_x D| <= 3**3 (5**3) however large the weights."""
-  cfg = dict(architecture=arch, conv="lax", dtype="float32", g_width=8,
+  cfg = dict(architecture=arch, dtype="float32", g_width=8,
              d_width=8, mbstd=False)
   bound = (3 if arch == "study" else 5) ** 3
   x = jax.random.normal(jax.random.key(1), (16, 8, 8, 1))

@@ -10,9 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from gansynth import cpu
 from gansynth import gan_train
 from gansynth import input_pipeline
-from gansynth import models
 
 
 def small_problem(config, k=3, n=12, seed=0):
@@ -25,12 +25,14 @@ def small_problem(config, k=3, n=12, seed=0):
 
 
 def single_step(config):
-  g, d = models.make_gan(config.gan, config.data.image_size,
-                         config.data.channels)
-  return jax.jit(functools.partial(
-      gan_train.gan_step, generator=g, discriminator=d,
-      tx=gan_train.optimizer(config.gan),
-      **gan_train.step_options(config.gan)))
+  """One GAN's step, unmapped, with the layers the K-GAN step uses (the
+  CPU path's forms where it is selected; tests/cpu compares those with the
+  models' own)."""
+  nets = gan_train.make_nets(config)
+  if cpu.selected(config):
+    nets = cpu.lowered_nets(nets, config)
+  return jax.jit(functools.partial(gan_train.gan_step, nets=nets,
+                                   **gan_train.step_options(config.gan)))
 
 
 def take(tree, k):

@@ -1,5 +1,5 @@
 """Model shapes and value ranges at every supported resolution, and the
-fast pooling and upsampling layers against their plain forms."""
+study nets against their layers written out with lax."""
 
 import flax.linen as nn
 import jax
@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 
 from gansynth import config_schema
-from gansynth import matmul_conv
 from gansynth import models
 
 
-def gan_config(arch):
+def gan_config(arch, dtype="float32"):
   config = config_schema.default_config().gan
-  config.update(architecture=arch, g_width=4, d_width=4)
+  config.update(architecture=arch, g_width=4, d_width=4, dtype=dtype)
   return config
 
 
@@ -67,50 +66,8 @@ def test_unknown_architecture_is_rejected():
     models.make_gan(gan_config("resnet"), 32, 3)
 
 
-@pytest.mark.parametrize("size", [8, 7, 28])
-def test_max_pool_2x2_matches_flax_max_pool(size):
-  """Same values and (tie-free) gradients as nn.max_pool "SAME", odd sizes too."""
-  x = jax.random.normal(jax.random.key(0), (2, size, size, 3))
-  flax_pool = lambda x: nn.max_pool(x, (2, 2), (2, 2), padding="SAME")
-  np.testing.assert_array_equal(models.max_pool_2x2(x), flax_pool(x))
-  w = jax.random.normal(jax.random.key(1), flax_pool(x).shape)
-  grad = lambda pool: jax.grad(lambda x: jnp.sum(pool(x) * w))(x)
-  np.testing.assert_array_equal(grad(models.max_pool_2x2), grad(flax_pool))
-
-
-def test_max_pool_2x2_gradient_under_vmap_has_no_scatter():
-  """Why it exists: vmapped nn.max_pool gradients scatter (slow on XLA:CPU)."""
-  x = jnp.ones((3, 2, 8, 8, 4))
-  loss = lambda x: jnp.sum(models.max_pool_2x2(x) ** 2)
-  jaxpr = str(jax.make_jaxpr(jax.vmap(jax.grad(loss)))(x))
-  assert "scatter" not in jaxpr and "select_and" not in jaxpr
-
-
-@pytest.mark.parametrize("size", [8, 7])
-def test_max_pool_2x2_gradient_at_ties_is_autodiffs(size):
-  """The hand VJP gives what autodiff of the max gives: tied maxima share
-  the gradient equally (also under vmap, and for odd sizes' padding)."""
-  x = jax.random.randint(jax.random.key(0), (3, 2, size, size, 4), -2, 2
-                         ).astype(jnp.float32)  # many ties
-  def autodiff_pool(x):
-    n, h, w, c = x.shape
-    x = jnp.pad(x, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)),
-                constant_values=-jnp.inf)
-    return x.reshape(n, -1, 2, x.shape[2] // 2, 2, c).max(axis=(2, 4))
-  w = jax.random.normal(jax.random.key(1),
-                        jax.vmap(autodiff_pool)(x).shape)
-  def grad(pool):
-    return jax.grad(lambda x: jnp.sum(jax.vmap(pool)(x) * w))(x)
-  np.testing.assert_array_equal(jax.vmap(models.max_pool_2x2)(x),
-                                jax.vmap(autodiff_pool)(x))
-  np.testing.assert_allclose(grad(models.max_pool_2x2), grad(autodiff_pool),
-                             rtol=1e-6)
-  shares = jax.grad(lambda x: jnp.sum(jax.vmap(models.max_pool_2x2)(x)))(x)
-  assert np.any((shares > 0) & (shares < 1))  # there were ties to share
-
-
-def test_study_discriminator_pools_before_its_activation():
-  """Pooling then leaky ReLU is the study's conv -> leaky ReLU -> pool."""
+def test_study_discriminator_is_conv_leaky_relu_pool():
+  """The study's D written out with lax: 3 x (conv, leaky ReLU, pool)."""
   _, d = models.make_gan(gan_config("study"), 32, 3)
   x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
   params = d.init(jax.random.key(1), x)["params"]
@@ -128,19 +85,43 @@ def test_study_discriminator_pools_before_its_activation():
 
 
 @pytest.mark.parametrize("size", [28, 32])
-def test_study_generator_upsamples_before_its_convs(size, monkeypatch):
-  """The folded upsampling gives the nets of upsample-then-conv layers."""
+def test_study_generator_upsamples_before_its_convs(size):
+  """The study's G written out with lax: dense, then 3 x (nearest 2x
+  upsampling where the size allows, 3x3 conv), in inference mode."""
   g, _ = models.make_gan(gan_config("study"), size, 1)
   z = jax.random.normal(jax.random.key(0), (2, 100))
   g_vars = g.init(jax.random.key(1), z, train=False)
-  fused = g.apply(g_vars, z, train=False)
+  p, s = g_vars["params"], g_vars["batch_stats"]
 
-  def literal(conv_fn=None):
-    def conv(lhs, rhs, *args, **kwargs):
-      up = jnp.repeat(jnp.repeat(lhs, 2, axis=1), 2, axis=2)
-      return lax.conv_general_dilated(up, rhs, *args, **kwargs)
-    return conv
-  monkeypatch.setattr(matmul_conv, "upsampling", literal)
-  np.testing.assert_allclose(fused, g.apply(g_vars, z, train=False),
-                             atol=1e-5)
-  assert fused.shape == (2, size, size, 1)
+  def bn(x, name):
+    st, pr = s[name], p[name]
+    return ((x - st["mean"]) / jnp.sqrt(st["var"] + 1e-5) * pr["scale"]
+            + pr["bias"])
+  n_up = models.num_doublings(size, 3)
+  base = size // 2 ** n_up
+  h = (z @ p["Dense_0"]["kernel"]).reshape(2, base, base, 16)
+  h = nn.relu(bn(h, "BatchNorm_0"))
+  for i in range(3):
+    if i < n_up:
+      h = jnp.repeat(jnp.repeat(h, 2, axis=1), 2, axis=2)
+    h = lax.conv_general_dilated(h, p[f"Conv_{i}"]["kernel"], (1, 1), "SAME",
+                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    h = nn.relu(bn(h, f"BatchNorm_{i + 1}")) if i < 2 else jnp.tanh(
+        h + p["Conv_2"]["bias"])
+  np.testing.assert_allclose(g.apply(g_vars, z, train=False), h, atol=1e-5)
+  assert h.shape == (2, size, size, 1)
+
+
+def test_bfloat16_compute_keeps_float32_params_and_outputs():
+  z = jax.random.normal(jax.random.key(0), (4, 100))
+  g, d = models.make_gan(gan_config("dcgan", dtype="bfloat16"), 16, 3)
+  g_vars = g.init(jax.random.key(1), z, train=False)
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(g_vars))
+  images = g.apply(g_vars, z, train=False)
+  d_vars = d.init(jax.random.key(2), images, train=False)
+  logits = d.apply(d_vars, images, train=False)
+  assert images.dtype == logits.dtype == jnp.float32
+  g32, d32 = models.make_gan(gan_config("dcgan"), 16, 3)
+  want = d32.apply(d_vars, g32.apply(g_vars, z, train=False), train=False)
+  assert np.all(np.isfinite(logits))
+  np.testing.assert_allclose(logits, want, atol=0.1, rtol=0.1)

@@ -1,16 +1,13 @@
 """matmul_conv computes lax's convolutions, forward and gradients, as matmuls."""
 
 import chex
-import flax.linen as nn
 import jax
 from jax import lax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gansynth import config_schema
-from gansynth import matmul_conv
-from gansynth import models
+from gansynth.cpu import matmul_conv
 
 NHWC = ("NHWC", "HWIO", "NHWC")
 
@@ -145,63 +142,3 @@ def test_upsampling_rejects_what_it_does_not_compute():
   with pytest.raises(ValueError, match="3x3 stride-1 'SAME'"):
     matmul_conv.upsampling()(x, w[:3, :3], (1, 1), "VALID",
                              dimension_numbers=NHWC)
-
-
-def gan_config(arch, conv, dtype="float32"):
-  config = config_schema.default_config().gan
-  config.update(architecture=arch, g_width=4, d_width=4, conv=conv,
-                dtype=dtype)
-  return config
-
-
-@pytest.mark.parametrize("arch,size,channels", [
-    ("dcgan", 16, 3), ("dcgan", 28, 1), ("study", 8, 1), ("study", 28, 1)])
-def test_models_same_params_and_outputs_for_every_conv(arch, size, channels):
-  z = jax.random.normal(jax.random.key(0), (3, 100))
-  outs = {}
-  for conv in matmul_conv.CONVS:
-    g, d = models.make_gan(gan_config(arch, conv), size, channels)
-    g_vars = g.init(jax.random.key(1), z, train=False)
-    images, _ = g.apply(g_vars, z, train=True, mutable=["batch_stats"])
-    d_vars = d.init(jax.random.key(2), images, train=False)
-    logits, _ = d.apply(d_vars, images, train=True, mutable=["batch_stats"])
-    outs[conv] = (g_vars, d_vars, images, logits)
-  for conv in ("matmul", "auto"):
-    chex.assert_trees_all_close(outs[conv], outs["lax"], atol=1e-5, rtol=1e-5)
-
-
-def test_dcgan_generator_keeps_conv_transpose_params():
-  """Checkpoints and inits of the nn.ConvTranspose generator still fit."""
-  class Old(nn.Module):
-    @nn.compact
-    def __call__(self, x):
-      return nn.ConvTranspose(3, (5, 5), strides=(2, 2), padding="SAME",
-                              name="ConvTranspose_0")(x)
-  g, _ = models.make_gan(gan_config("dcgan", "matmul"), 8, 3)
-  g_vars = g.init(jax.random.key(1), jnp.zeros((1, 100)), train=False)
-  old = Old()
-  old_vars = old.init(jax.random.key(0), jnp.zeros((1, 4, 4, 3)))
-  assert (g_vars["params"]["ConvTranspose_0"]["kernel"].shape ==
-          (5, 5, 16, 8))  # width 4 x 2^(3 - 1) -> half
-  x = jax.random.normal(jax.random.key(3), (2, 4, 4, 3))
-  new = nn.Conv(3, (5, 5), padding=matmul_conv.conv_transpose_padding(
-      (5, 5), (2, 2)), input_dilation=2, name="ConvTranspose_0",
-                conv_general_dilated=matmul_conv.conv_general_dilated)
-  layer_vars = {"params": old_vars["params"]["ConvTranspose_0"]}
-  chex.assert_trees_all_close(new.apply(layer_vars, x),
-                              old.apply(old_vars, x), atol=1e-5)
-
-
-def test_bfloat16_compute_keeps_float32_params_and_outputs():
-  z = jax.random.normal(jax.random.key(0), (4, 100))
-  g, d = models.make_gan(gan_config("dcgan", "auto", "bfloat16"), 16, 3)
-  g_vars = g.init(jax.random.key(1), z, train=False)
-  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(g_vars))
-  images = g.apply(g_vars, z, train=False)
-  d_vars = d.init(jax.random.key(2), images, train=False)
-  logits = d.apply(d_vars, images, train=False)
-  assert images.dtype == logits.dtype == jnp.float32
-  g32, d32 = models.make_gan(gan_config("dcgan", "auto"), 16, 3)
-  want = d32.apply(d_vars, g32.apply(g_vars, z, train=False), train=False)
-  assert np.all(np.isfinite(logits))
-  np.testing.assert_allclose(logits, want, atol=0.1, rtol=0.1)

@@ -1,50 +1,18 @@
-"""How one GAN's step is mapped over the stacked K-GAN axis.
+"""How one GAN's step is mapped over the stacked K-GAN axis on XLA:CPU.
 
 Strategies (`config.gan.strategy`), all giving the same numbers up to float
 round-off:
   * `vmap`: `jax.vmap`. A vmap over per-GAN convolution weights becomes a
-    grouped convolution, whose gradient XLA:CPU runs slowly (jax issues
-    26568, 15339, 13800). Convolutions computed as matmuls
-    (`config.gan.conv`, matmul_conv.py) become batched matmuls instead.
-  * `unroll`: the K steps traced one after the other inside the same jit.
-    K times the ops (and compile time), but ungrouped convolutions. The
-    train chunk carries the K states apart (`holds_apart`, `split`/`join`
-    once per chunk), so each step updates K sets of buffers in place.
+    grouped convolution, whose gradient XLA:CPU runs slowly; convolutions
+    computed as matmuls (ops.lowered) become batched matmuls instead.
+  * `unroll`: the K steps traced one after the other inside the same jit
+    (a Python loop): K times the ops and the compile time, but ungrouped
+    convolutions. The train chunk carries the K states apart (layout.py).
   * `conv_unroll`: vmap for everything except the convolutions, which run
-    one ungrouped convolution per GAN (`vmap_except_convs` re-evaluates the
-    jaxpr of one GAN's step with the K axis added, so the models stay plain
-    flax modules).
-  * `auto`: by backend and by how much work one GAN's step is (`resolve`):
-    `AUTO_LARGE[backend]` from its work threshold up, else
-    `AUTO[backend]`, else `vmap`.
-
-`python -m gansynth.bench --config C --strategies=unroll:auto,conv_unroll:auto
---run=step` (and torch where shown)
-on the idle 2-core AMD EPYC CPU (jax 0.10.2), images/s of the K=10 train
-step (work = batch * image pixels * width**2 of one GAN,
-`gan_train.step_work`), with `unroll` carrying the GANs apart:
-
-  config                          work  unroll:auto  conv_unroll:auto  torch
-  quickstart (study 8x8, w16)     0.5M       13,165            14,812
-  quickstart at 16x16             2.1M  3,668/4,968       4,564/4,271
-  mnist, widths 32, batch 32       26M        1,546             1,371
-  mnist (dcgan 28x28, w64)        205M      559/544           499/483
-  bench_svhn (dcgan 32x32x3)      268M          163               148    161
-  bench_svhn, study nets          268M          183               158    148
-  (a/b: two runs the same hour; bench_svhn rows are the README's tables,
-  where vmap:lax ran 42 dcgan / 31 study; unroll:lax ran 7 dcgan in an
-  earlier run. The small nets' steps (21-90 ms) moved up to 35% between
-  runs, so at 16x16 the two are a toss-up.)
-
-So on CPU `auto` unrolls GANs whose step is large and keeps `conv_unroll`
-for small ones, whose many small ops gain from being batched. Why unrolling
-wins on the large ones (measured on the study nets): an isolated XLA:CPU
-convolution of 16x16x64 -> 128 ran on about one core (105 GFLOP/s of a
-~200 ceiling), the ten GANs' independent ones unrolled reached 209, and
-the unrolled step has no stacks of per-GAN conv results. Unrolling
-compiles K times the ops: 11-25 s against 5-10 s above, repaid within a few
-hundred steps of the larger nets. With conv="auto" the small-grid layers
-are matmuls and the large-grid ones XLA's convolutions, per GAN.
+    one ungrouped convolution per GAN (`vmap_except_convs`).
+  * `auto`: `vmap` off the CPU; on the CPU `unroll` for GANs whose step is
+    large (`work` from `AUTO_LARGE`'s threshold up), else `conv_unroll`.
+The split is measured: docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -66,7 +34,7 @@ _INLINED = ("jit", "pjit", "closed_call", "custom_jvp_call", "custom_vjp_call")
 
 def resolve(strategy: str, work: float = 0.0) -> str:
   """The concrete strategy `strategy` stands for on this backend, for a GAN
-  whose step is `work` (`gan_train.step_work`)."""
+  whose step is `work` (`step_work`)."""
   if strategy == "auto":
     backend = jax.default_backend()
     large, threshold = AUTO_LARGE.get(backend, (None, float("inf")))
@@ -75,6 +43,14 @@ def resolve(strategy: str, work: float = 0.0) -> str:
     raise ValueError(f"config.gan.strategy={strategy!r}; choose one of "
                      f"{STRATEGIES}")
   return strategy
+
+
+def step_work(config) -> float:
+  """batch * pixels * width**2 of one GAN: a proxy for its train step's
+  FLOPs, by which `resolve` picks what `auto` is."""
+  g = config.gan
+  return (float(g.batch_size) * config.data.image_size ** 2
+          * max(g.g_width, g.d_width) ** 2)
 
 
 def holds_apart(strategy: str, work: float = 0.0) -> bool:
@@ -100,13 +76,12 @@ def map_over_gans(fn: Callable, strategy: str,
   """Lifts fn to the stacked K-GAN axis (axis 0 of the `in_batched` args).
 
   The default `in_batched` fits the step fn(gan, images, count, step);
-  `work` (`gan_train.step_work` of one GAN's call) decides what `auto` is.
+  `work` (`step_work` of one GAN's call) decides what `auto` is.
   With `apart`, where `holds_apart` (unroll), the first argument and the
   first of fn's outputs (a tuple) are K per-GAN pytrees (`split`) instead
   of one stacked pytree, so a carried state stays in K buffers that a
   donating jit updates in place: no per-step slicing of it, and no stacking
-  of every parameter and Adam moment into new [K, ...] arrays (for ten
-  32x32 DCGANs on the 2-core CPU those stacks took ~12% of the step).
+  of every parameter and Adam moment into new [K, ...] arrays.
   """
   strategy = resolve(strategy, work)
   if apart and strategy != "unroll":

@@ -1,15 +1,13 @@
 """Convolutions as im2col matrix products, a drop-in for lax.conv_general_dilated.
 
-Why: XLA:CPU runs some convolutions far below its matrix-product speed. On
-a 2-core CPU, one 5x5 stride-2 convolution of a batch of 64
-4x4x256 images took 1.2 s (1.4 GFLOP/s) and transposed convolutions
-(input-dilated) were as bad, while a float32 matmul reaches ~195 GFLOP/s.
+Why: XLA:CPU runs some convolutions (small grids with many channels, and
+transposed ones) far below its matrix-product speed (docs/benchmarks.md).
 Written as patches @ kernel, the forward pass is one matmul and autodiff makes
 the gradients matmuls too (plus slices and pads); a `jax.vmap` over K GANs'
 kernels becomes a batched matmul instead of a grouped convolution.
 
-`conv_general_dilated` takes the arguments flax's `nn.Conv` passes (it is
-given as `nn.Conv(conv_general_dilated=...)`), for NHWC inputs and HWIO
+`conv_general_dilated` takes lax.conv_general_dilated's arguments (ops.py
+calls it for the models' convolution primitives), for NHWC inputs and HWIO
 kernels:
   * no input dilation: strided slices gather the k*k windows, one matmul;
   * input dilation d with stride 1 (a transposed convolution): col2im, every
@@ -18,10 +16,8 @@ kernels:
     windows of the output gradient once and are two more matmuls. No product
     with the inserted zeros is computed. `subpixel_conv` (d*d phase
     convolutions with only the taps that meet input pixels) is the other way
-    to write it, kept for `gansynth.bench --run=layers` to compare: for the
-    32x32 DCGAN generator (ten GANs vmapped) col2im's forward was 1.4-31x
-    faster, and the explicit VJP made forward + gradients 1.1-5x faster
-    than autodiff through the sub-pixel form.
+    to write it, kept for `gansynth.bench --run=layers` to compare (col2im
+    and its VJP measured faster).
 Anything else (kernel dilation, groups, other layouts) goes to lax unchanged.
 """
 
@@ -194,7 +190,7 @@ def col2im_conv(x, w, padding, lhs_dil, mm):
 def _transposed_conv(x, w, padding, lhs_dil, precision, preferred_type):
   """A transposed convolution by col2im_conv, with the gradients of
   _transposed_bwd (autodiff of col2im_conv scatters into the large column
-  tensor once per tap: 2.9-13x slower than this VJP, measured)."""
+  tensor once per tap, measured slower)."""
   return col2im_conv(x, w, padding, lhs_dil,
                      dict(precision=precision,
                           preferred_element_type=preferred_type))
@@ -222,9 +218,7 @@ def _transposed_bwd(padding, lhs_dil, precision, preferred_type, res, dy):
   # Windows of dy at stride d, padded so every d*m + lo - q is in range
   # (negative = crop). Window offset i is tap kh-1-i, so the windows are
   # stacked last first: taps in the forward's order, and the forward's
-  # [C, kh*kw*O] kernel matrix is reused. (A flipped copy of the 32x32
-  # generator's 5x5x512x256 kernels took ~0.1 s of the ten-GAN step; without
-  # it the step went 5.66 -> 5.42 s, measured.)
+  # [C, kh*kw*O] kernel matrix is reused (no flipped copy of the kernel).
   pads = ((kh - 1 - lo_h, d_h * (h - 1) + lo_h - (dy.shape[1] - 1)),
           (kw - 1 - lo_w, d_w * (wd - 1) + lo_w - (dy.shape[2] - 1)))
   dcols = _patches(dy, kh, kw, lhs_dil, pads, reverse=True)
@@ -242,7 +236,7 @@ def conv_transpose_padding(kernel_size: Sequence[int],
                            strides: Sequence[int]) -> list[tuple[int, int]]:
   """The explicit padding lax.conv_transpose(padding="SAME") uses.
 
-  With it, nn.Conv(strides=1, input_dilation=strides, padding=...) computes
+  With it, an input-dilated (by `strides`) stride-1 convolution computes
   nn.ConvTranspose(strides=strides, padding="SAME") (transpose_kernel=False).
   """
   pads = []
@@ -267,10 +261,7 @@ def upsampling(conv_fn=None):
   2i+1 sees rows i (taps 0+1) and i+1 (tap 2), so it is an input-dilated
   (stride-2 transposed) convolution with the 4x4 kernel T K T^T, T =
   _UPSAMPLE_TAPS. Same function and parameters; 16 products per input pixel
-  and channel pair instead of 36, and no upsampled copy. (Study generator,
-  ten GANs, forward + gradients on the 2-core CPU, XLA's conv of the
-  upsampled input per GAN -> this as vmapped col2im, what conv="auto" runs:
-  538 -> 375, 758 -> 459, 396 -> 104 ms for its 4x4, 8x8 and 16x16 inputs.)
+  and channel pair instead of 36, and no upsampled copy.
   """
   conv_fn = conv_fn or lax.conv_general_dilated
 
@@ -299,7 +290,7 @@ MATMUL_MAX_OUTPUT = 4  # other convs onto grids up to 4x4
 
 
 def conv_function(conv: str):
-  """The conv_general_dilated for nn.Conv under config.gan.conv (None: lax)."""
+  """The conv_general_dilated for config.gan.conv (None: lax's)."""
   if conv not in CONVS:
     raise ValueError(f"config.gan.conv={conv!r}; choose one of {CONVS}")
   return {"lax": None, "matmul": conv_general_dilated,
@@ -310,13 +301,11 @@ def prefers_matmul(lhs_shape, window_strides, lhs_dilation=None,
                    backend: str | None = None) -> bool:
   """The rule of conv="auto": matmul where XLA's own convolution is slow.
 
-  Measured on XLA:CPU (2-core AMD EPYC, jax 0.10.2; `python -m
-  gansynth.bench --run=layers`): its convolutions are fast on large grids
-  and slow on small grids with many channels and on input-dilated
-  (transposed) ones, where matmuls won by 1.2-38x for ten 32x32 DCGANs
-  (transposed up to 16x16 inputs); on large grids the im2col copies of
-  strided convs cost more than they save. On
-  GPU/TPU, XLA's convolutions are used.
+  XLA:CPU's convolutions are fast on large grids and slow on small grids
+  with many channels and on input-dilated (transposed) ones; on large grids
+  the im2col copies of strided convs cost more than they save (`python -m
+  gansynth.bench --run=layers`, docs/benchmarks.md). On GPU/TPU, XLA's
+  convolutions are used.
   """
   if (backend or jax.default_backend()) != "cpu":
     return False

@@ -1,4 +1,4 @@
-"""The K-GAN mapping strategies give vmap's numbers; the chunk compiles once."""
+"""The CPU path gives the plain vmap path's numbers; the chunk compiles once."""
 
 import functools
 import importlib
@@ -12,9 +12,10 @@ import pytest
 
 from conftest import tiny
 from gansynth import config_schema
-from gansynth import gan_axis
+from gansynth import cpu
 from gansynth import gan_train
 from gansynth import input_pipeline
+from gansynth.cpu import gan_axis
 
 K = 3
 
@@ -43,7 +44,9 @@ def run_chunk(config, steps: int = 3):
 
 @functools.cache
 def vmap_run(architecture: str):
-  return run_chunk(tiny_config(architecture, "vmap"))
+  config = tiny_config(architecture, "vmap")
+  assert not cpu.selected(config)  # the plain path
+  return run_chunk(config)
 
 
 @pytest.mark.parametrize("layer", [
@@ -73,8 +76,9 @@ def test_conv_unrolled_matches_vmap(layer):
 @pytest.mark.parametrize("strategy,conv", [
     ("unroll", "lax"), ("conv_unroll", "lax"), ("vmap", "matmul"),
     ("conv_unroll", "auto"), ("unroll", "auto")])
-def test_strategies_match_vmap(architecture, strategy, conv):
-  """Three train steps of every strategy (and conv), vs vmap with lax convs.
+def test_cpu_path_matches_plain_vmap(architecture, strategy, conv):
+  """Three train steps of every CPU strategy (and conv), vs the plain path
+  (jax.vmap of gan_step, the models' own convolutions and pools).
 
   Round-off differs between the formulations and Adam's first steps
   (update ~ g / |g|) amplify it, hence 1e-4; a wrong gradient is off by O(1).
@@ -102,7 +106,7 @@ def test_auto_on_cpu_unrolls_large_gans_only():
     config = importlib.import_module(f"configs.{name}").get_config()
     for key, value in overrides.items():
       config.gan[key] = value
-    return gan_axis.resolve("auto", gan_train.step_work(config))
+    return gan_axis.resolve("auto", cpu.step_work(config))
   assert resolved("quickstart") == "conv_unroll"
   assert resolved("mnist") == "unroll"
   assert resolved("mnist", g_width=32, d_width=32, batch_size=32) == "unroll"
@@ -134,7 +138,7 @@ def test_unroll_carries_the_gans_apart():
   carried = gan_train.make_train_chunk(config).enter(state)
   assert isinstance(carried.gans, tuple) and len(carried.gans) == K
   chex.assert_trees_all_equal(gan_axis.join(carried.gans), state.gans)
-  assert not gan_train.holds_apart(tiny_config("dcgan", "conv_unroll"))
+  assert not cpu.holds_apart(tiny_config("dcgan", "conv_unroll"))
   with pytest.raises(ValueError, match="stacked"):
     gan_axis.map_over_gans(lambda *a: a, "vmap", apart=True)
 
