@@ -1,8 +1,8 @@
 """The standard benchmark: ten SVHN-sized (32x32x3) DCGANs, batch 64 each.
 
-  python -m gansynth.bench --config configs/bench_svhn.py
+  python -m gansynth.tools.bench --config configs/bench_svhn.py
 
-Only shapes matter to gansynth.bench (it feeds random images), so no data set
+Only shapes matter to gansynth.tools.bench (it feeds random images), so no data set
 is read; `--config.gan.architecture=study` benchmarks the study's nets.
 """
 

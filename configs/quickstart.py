@@ -10,7 +10,7 @@ images with the same recipe (the steps of 40 epochs over the real digits,
 warm-up + cosine, 1-pixel shifts)
 and tests each on the 360 real test digits. The recipe was chosen on a
 validation slice (train[:1077] / train[1077:]) with
-`python -m gansynth.ablation --config configs/quickstart.py ...`; see
+`python -m gansynth.scoring.ablation --config configs/quickstart.py ...`; see
 docs/gan_quality.md for the table and README for the results. Procedural
 digits use the `digits` preset; the SimGAN refiner (docs/refiner.md) is
 off unless `refined` is added to the sources.

@@ -91,18 +91,18 @@ class Run:
 
   @functools.cached_property
   def _nets(self):
-    from gansynth import gan_train  # pylint: disable=g-import-not-at-top
+    from gansynth.gan import gan_train  # pylint: disable=g-import-not-at-top
     return gan_train.make_nets(self.config)
 
   @functools.cached_property
   def generators(self):
     """The newest stored GAN state (gan_train.GANState, K GANs stacked)."""
-    from gansynth import gan_train  # pylint: disable=g-import-not-at-top
+    from gansynth.gan import gan_train  # pylint: disable=g-import-not-at-top
     return gan_train.restore_trained(self.config, self.workdir, self._nets)
 
   @functools.cached_property
   def class_names(self) -> list[str]:
-    from gansynth import input_pipeline  # pylint: disable=g-import-not-at-top
+    from gansynth.data import input_pipeline  # pylint: disable=g-import-not-at-top
     try:
       return input_pipeline.class_names(self.config.data)
     except Exception:  # pylint: disable=broad-except
@@ -121,7 +121,7 @@ class Run:
 
   @functools.cached_property
   def _sampler(self):
-    from gansynth import gan_train  # pylint: disable=g-import-not-at-top
+    from gansynth.gan import gan_train  # pylint: disable=g-import-not-at-top
     return gan_train.make_sampler(self.config, self._nets)
 
   def sample(self, label: int | str, n: int = 16, seed: int = 0
@@ -135,7 +135,8 @@ class Run:
     # pylint: disable=g-import-not-at-top
     import jax
     import jax.numpy as jnp
-    from gansynth import gan_train, input_pipeline
+    from gansynth.data import input_pipeline
+    from gansynth.gan import gan_train
     k = self.class_index(label)
     gans = self.generators.gans
     key = jax.random.fold_in(jax.random.key(seed), k)

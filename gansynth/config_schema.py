@@ -74,7 +74,7 @@ def default_config() -> ml_collections.ConfigDict:
   config.gan.on_nonfinite = "stop"
   config.gan.max_rollbacks = 3
 
-  # Devices (gansynth/parallel.py): the GAN axis is sharded over them.
+  # Devices (gansynth/runtime/parallel.py): the GAN axis is sharded over them.
   config.mesh = ml_collections.ConfigDict()
   config.mesh.gan = 0  # devices along the GAN axis; 0: the most dividing K
   # Several hosts (processes) training the GANs together: each runs the same
@@ -107,7 +107,7 @@ def default_config() -> ml_collections.ConfigDict:
   # preset; configs of grey digits use render_config("mnist").
   config.procedural.render = render_config("svhn")
 
-  # SimGAN refiner (gansynth/refiner.py) of the procedural images: the
+  # SimGAN refiner (gansynth/sim/refiner.py) of the procedural images: the
   # source `refined`, made by the stage `refine` (run after synthesize when
   # `refined` is among classifier.sources).
   config.refiner = ml_collections.ConfigDict()
@@ -275,7 +275,9 @@ def split_list(text: str) -> list[str]:
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError naming the first bad field and what it should be."""
-  from gansynth import augment, cpu, losses, models  # pylint: disable=g-import-not-at-top
+  from gansynth import cpu, models  # pylint: disable=g-import-not-at-top
+  from gansynth.gan import augment  # pylint: disable=g-import-not-at-top
+  from gansynth.gan import losses  # pylint: disable=g-import-not-at-top
 
   def need(ok: bool, field: str, what: str):
     if not ok:

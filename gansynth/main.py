@@ -16,7 +16,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from gansynth import runtime
+from gansynth.runtime import libraries
 
 FLAGS = flags.FLAGS
 
@@ -31,8 +31,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STAGES = ("prepare", "train_gan", "synthesize", "classify", "evaluate")
 HELP_FLAGS = ("-h", "--help", "-help", "--helpshort", "-?")
 # Kept for callers of the old names (notebooks).
-quiet_library_info = runtime.quiet_library_info
-prepare_libraries = runtime.prepare_libraries
+quiet_library_info = libraries.quiet_library_info
+prepare_libraries = libraries.prepare_libraries
 
 
 def configs_dir() -> str:
@@ -156,12 +156,12 @@ def main(argv):
     fail(f"unexpected arguments {argv[1:]} (flags are --config, --workdir, "
          "--config.<field>=<value>; see --help)")
   from gansynth import pipeline  # pylint: disable=g-import-not-at-top
-  logging.get_absl_handler().addFilter(runtime.quiet_library_info)
+  logging.get_absl_handler().addFilter(libraries.quiet_library_info)
   try:  # validates first, before TF is imported: a bad value fails at once
     pipeline.run(FLAGS.config, FLAGS.workdir)
-  except runtime.user_errors() as e:
+  except libraries.user_errors() as e:
     fail(str(e))
-  except ImportError as e:  # no TensorFlow (runtime.import_tensorflow)
+  except ImportError as e:  # no TensorFlow (libraries.import_tensorflow)
     fail(str(e))
 
 

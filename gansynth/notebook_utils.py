@@ -147,8 +147,8 @@ def plot_losses(workdir: str, keys=("d_loss", "g_loss")):
   """D and G loss per GAN over training (plots.gan_curves_figure of
   gan_metrics.jsonl), shown in the notebook."""
   # pylint: disable=g-import-not-at-top
-  from gansynth import metrics_log
-  from gansynth import plots
+  from gansynth.runtime import metrics_log
+  from gansynth.scoring import plots
   path = paths.gan_metrics(workdir)
   if not os.path.exists(path):
     print(f"no {path} (stage train_gan has not run)")

@@ -24,11 +24,11 @@ from absl import logging
 import jax
 
 from gansynth import config_schema
-from gansynth import parallel
 from gansynth import paths
-from gansynth import runtime
-from gansynth import workdir_lock
 from gansynth.config_schema import ConfigError
+from gansynth.runtime import libraries
+from gansynth.runtime import parallel
+from gansynth.runtime import workdir_lock
 
 
 def append_entry(path: str, entry: dict, legacy_key: str) -> None:
@@ -81,20 +81,20 @@ def set_up(config) -> None:
   """What every run does first: validate the config (ConfigError), keep TF
   off the accelerators, join the multi-host job if configured."""
   config_schema.validate(config)
-  runtime.prepare_libraries()
+  libraries.prepare_libraries()
   parallel.initialize(config)
 
 
 def run_stages(config, workdir: str) -> None:
   """The stages of `run`, in order (the workdir is prepared and locked)."""
   # pylint: disable=g-import-not-at-top
-  from gansynth import data_import
-  from gansynth import evaluation
-  from gansynth import gan_train
-  from gansynth import metrics_log
-  from gansynth import refiner
-  from gansynth import selection
-  from gansynth import synthesis
+  from gansynth.data import data_import
+  from gansynth.gan import gan_train
+  from gansynth.gan import selection
+  from gansynth.gan import synthesis
+  from gansynth.runtime import metrics_log
+  from gansynth.scoring import evaluation
+  from gansynth.sim import refiner
   stages = config_schema.split_list(config.stages)
   logging.info("gansynth: stages %s, workdir %s, %d %s device(s)",
                ",".join(stages), workdir, jax.device_count(),

@@ -74,3 +74,15 @@ def nan_in_gan_2_at_step_4(make_train_chunk):
       return state.replace(gans=state.gans.replace(g_params=g_params)), metrics
     return run
   return poisoned
+
+
+INTEGRATION = os.path.join(REPO, "tests", "integration")
+
+
+def pytest_collection_modifyitems(items):
+  """Tests under tests/integration/ (subprocesses, the notebook, several
+  hosts, real data files) are marked `integration`: the default run leaves
+  them to their own CI step."""
+  for item in items:
+    if str(item.path).startswith(INTEGRATION + os.sep):
+      item.add_marker(pytest.mark.integration)

@@ -4,11 +4,11 @@ import os
 
 import pytest
 
-from gansynth import gan_train
 from gansynth import pipeline
 from gansynth.config_schema import ConfigError
-from gansynth.image_datasets import DatasetError
-from gansynth.store import CheckpointError
+from gansynth.data.image_datasets import DatasetError
+from gansynth.gan import gan_train
+from gansynth.runtime.store import CheckpointError
 
 
 def set_field(path, value):

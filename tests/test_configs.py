@@ -11,9 +11,9 @@ import tensorflow_datasets as tfds
 
 from conftest import REPO, tiny
 from gansynth import config_schema
-from gansynth import gan_train
-from gansynth import input_pipeline
-from gansynth.image_datasets import DatasetError
+from gansynth.data import input_pipeline
+from gansynth.data.image_datasets import DatasetError
+from gansynth.gan import gan_train
 
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "*.py")))
 

@@ -7,8 +7,8 @@ import sys
 
 import numpy as np
 
-from gansynth import image_datasets
 from gansynth import paths
+from gansynth.data import image_datasets
 
 
 def test_every_workdir_path_is_under_the_workdir_and_distinct():
@@ -28,9 +28,9 @@ def test_every_workdir_path_is_under_the_workdir_and_distinct():
 
 
 def test_reading_a_stage_output_does_not_import_the_stage_that_wrote_it():
-  code = ("import sys, gansynth.classifier_train, gansynth.config_schema; "
-          "print(sorted(m for m in ('gansynth.synthesis', 'gansynth.gan_train',"
-          " 'gansynth.procedural', 'PIL.ImageFont') if m in sys.modules))")
+  code = ("import sys, gansynth.classifier.classifier_train, gansynth.config_schema; "
+          "print(sorted(m for m in ('gansynth.gan.synthesis', 'gansynth.gan.gan_train',"
+          " 'gansynth.sim.procedural', 'PIL.ImageFont') if m in sys.modules))")
   out = subprocess.run([sys.executable, "-c", code], capture_output=True,
                        text=True, timeout=900, check=True)
   assert out.stdout.strip() == "[]", out.stdout + out.stderr[-2000:]

@@ -21,11 +21,11 @@ from typing import Any, Callable
 
 import jax
 
-from gansynth import train_loop
 from gansynth.cpu import gan_axis
 from gansynth.cpu import layout
 from gansynth.cpu import matmul_conv
 from gansynth.cpu import ops
+from gansynth.gan import train_loop
 
 STRATEGIES = gan_axis.STRATEGIES
 CONVS = matmul_conv.CONVS

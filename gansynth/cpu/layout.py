@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import jax
 
-from gansynth import train_loop
+from gansynth.gan import train_loop
 
 
 def repeat_step_apart(step_fn: Callable,

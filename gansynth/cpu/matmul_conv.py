@@ -16,7 +16,7 @@ kernels:
     windows of the output gradient once and are two more matmuls. No product
     with the inserted zeros is computed. `subpixel_conv` (d*d phase
     convolutions with only the taps that meet input pixels) is the other way
-    to write it, kept for `gansynth.bench --run=layers` to compare (col2im
+    to write it, kept for `gansynth.tools.bench --run=layers` to compare (col2im
     and its VJP measured faster).
 Anything else (kernel dilation, groups, other layouts) goes to lax unchanged.
 """
@@ -304,7 +304,7 @@ def prefers_matmul(lhs_shape, window_strides, lhs_dilation=None,
   XLA:CPU's convolutions are fast on large grids and slow on small grids
   with many channels and on input-dilated (transposed) ones; on large grids
   the im2col copies of strided convs cost more than they save (`python -m
-  gansynth.bench --run=layers`, docs/benchmarks.md). On GPU/TPU, XLA's
+  gansynth.tools.bench --run=layers`, docs/benchmarks.md). On GPU/TPU, XLA's
   convolutions are used.
   """
   if (backend or jax.default_backend()) != "cpu":

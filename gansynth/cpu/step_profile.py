@@ -4,7 +4,7 @@ Why: images/s says how fast a step is, not what to change. Speed work
 needs to know whether matrix products, XLA's own convolutions,
 data movement (im2col window stacks, slices, transposes) or element-wise
 ops (batch norm, activations, Adam) take the step's wall time;
-`python -m gansynth.bench --run=profile` prints this breakdown.
+`python -m gansynth.tools.bench --run=profile` prints this breakdown.
 
 XLA:CPU records one trace event per op when the call is compiled with
 `xla_cpu_enable_xprof_traceme`. Ops that run at the same time (XLA:CPU runs

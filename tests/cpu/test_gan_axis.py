@@ -13,9 +13,9 @@ import pytest
 from conftest import tiny
 from gansynth import config_schema
 from gansynth import cpu
-from gansynth import gan_train
-from gansynth import input_pipeline
 from gansynth.cpu import gan_axis
+from gansynth.data import input_pipeline
+from gansynth.gan import gan_train
 
 K = 3
 

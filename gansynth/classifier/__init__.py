@@ -1,0 +1,1 @@
+"""The ConvNet classifier: training by epochs, prediction, features."""

@@ -1,0 +1,1 @@
+"""Data: tfds splits to per-class arrays, offline import, labelled synthetic sources."""

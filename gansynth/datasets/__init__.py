@@ -1,5 +1,0 @@
-"""tfds builders that ship with gansynth (importing registers them)."""
-
-from gansynth.datasets import sklearn_digits  # noqa: F401
-
-LOCAL = ("sklearn_digits",)  # prepared from files that ship with packages

@@ -1,0 +1,91 @@
+"""Synthesis stage: synthetic sources -> labelled tfds data sets on disk.
+
+`gan`: reads the newest GAN checkpoint from the store (never the training
+run's memory), draws `config.synthesis.num_per_class` images from each class
+GAN. `procedural`: the digit renderer (procedural.py). Each is written by
+sources.store_source as the tfds data set `<workdir>/synthetic/<source>`,
+which the classifier stage reads exactly like real data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from gansynth.data import input_pipeline
+from gansynth.data import sources
+from gansynth.gan import gan_train
+from gansynth.runtime import progress
+from gansynth.sim import procedural
+
+
+def with_ema(config, ema: bool) -> ml_collections.ConfigDict:
+  """A copy of `config` whose sampler uses (or not) the EMA generator."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.synthesis.use_ema = bool(ema)
+  return config
+
+
+def generate(config, state: gan_train.GANState, num_per_class: int,
+             seed: int, nets=None) -> tuple[np.ndarray, np.ndarray]:
+  """num_per_class uint8 images of each class (from its GAN, or from the
+  conditional GAN given label k), class k labelled k."""
+  sampler = gan_train.make_sampler(config, nets)
+  k = gan_train.num_rows(config)
+  batch = min(config.synthesis.batch_size, num_per_class)
+  key = jax.random.fold_in(jax.random.key(seed), 11)
+  chunks = []
+  bar = progress.bar(k * num_per_class, "synthesis", unit="img")
+  for i, start in enumerate(range(0, num_per_class, batch)):
+    n = min(batch, num_per_class - start)
+    z = jax.random.normal(jax.random.fold_in(key, i),
+                          (k, batch, config.gan.latent_dim))
+    chunks.append(input_pipeline.to_uint8(sampler(state.gans, z))[:, :n])
+    bar.update(k * n)
+  bar.close()
+  images = np.concatenate(chunks, axis=1)  # [K, N, H, W, C]
+  labels = np.repeat(np.arange(k, dtype=np.int32), num_per_class)
+  return images.reshape((-1,) + images.shape[2:]), labels
+
+
+def synthesize(config, workdir: str,
+               checkpoint: dict[str, Any] | None = None) -> str:
+  """Writes (or keeps, if made from the same checkpoint) the GAN source.
+
+  `checkpoint` ({"step", "ema"}, from selection.choose) picks the stored
+  step and whether its EMA generator is used; None: the newest step, with
+  EMA as `config.synthesis.use_ema` says.
+  """
+  nets = gan_train.make_nets(config)
+  step = None if checkpoint is None else checkpoint["step"]
+  state = gan_train.restore_trained(config, workdir, nets, step)
+  stamp = {"gan_step": int(state.step),
+           "num_per_class": config.synthesis.num_per_class,
+           "seed": config.seed}
+  if checkpoint is not None:
+    config = with_ema(config, checkpoint["ema"])
+    stamp["ema"] = gan_train.uses_ema(config)
+  return sources.store_source(
+      workdir, "gan", stamp,
+      lambda: generate(config, state, config.synthesis.num_per_class,
+                       config.seed, nets),
+      gan_train.num_rows(config), config.gan.grid_per_class)
+
+
+def render_procedural(config, workdir: str) -> str:
+  """Writes (or keeps) the procedural source, rendered at the data's shape."""
+  shape = (config.data.image_size, config.data.image_size,
+           config.data.channels)
+  cfg = config.procedural
+  stamp = {"num_per_class": cfg.num_per_class, "seed": config.seed,
+           "shape": shape, "render": cfg.render.to_dict(),
+           "fonts_used": procedural.font_record(cfg.render)}
+  return sources.store_source(
+      workdir, "procedural", stamp,
+      lambda: procedural.render_dataset(
+          cfg.num_per_class, shape, cfg.render, config.seed,
+          num_workers=cfg.workers, num_classes=config.data.num_classes),
+      config.data.num_classes, config.gan.grid_per_class)

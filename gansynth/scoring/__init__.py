@@ -1,0 +1,1 @@
+"""Scoring the sources: the CAS, distribution metrics, results files, plots, the ablation."""

@@ -1,0 +1,1 @@
+"""The procedural renderer and the SimGAN refiner of its images."""

@@ -1,0 +1,591 @@
+"""SimGAN refiner: rendered digits made to look real, keeping their labels.
+
+Shrivastava et al. 2017, "Learning from Simulated and Unsupervised Images
+through Adversarial Training". A fully convolutional refiner R maps a
+rendered image to one of the same shape; a local discriminator D scores
+every patch of an image as real or refined. R's loss is D's adversarial loss
+plus lambda * L1(R(x), x), the self-regularisation that keeps the label. D's
+fake batch is half fresh refined images and half drawn from a history buffer
+of earlier ones, so D does not forget old artefacts and R cannot reintroduce
+them. Training runs three phases: R on the L1 term alone, then D alone, then
+alternating updates.
+
+Everything the step needs is in `RefinerState` (networks, optimizer states,
+the history buffer, a PRNG key); batches and history slots are drawn from
+fold_in(key, step), so a run resumed from the Orbax store repeats the
+uninterrupted one bit for bit. The `refine` stage (`refine`) trains R on the
+workdir's procedural source against the real training split and writes the
+source `refined` with the rendered images' labels.
+
+With `config.refiner.per_class`, K refiners (one per class, each with its own
+patch discriminator and history) are trained at once, as the K class GANs
+are: one `RefinerState` stacked on a leading K axis, `refiner_step` vmapped
+over it and over each class's padded images (`input_pipeline.ClassData`),
+one jitted call per step. Each image is then refined by its class's R.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import time
+from typing import Any, Callable
+
+from absl import logging
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from gansynth import paths
+from gansynth.data import image_datasets
+from gansynth.data import input_pipeline
+from gansynth.data import sources
+from gansynth.gan import gan_train
+from gansynth.gan import train_loop
+from gansynth.runtime import image_grid
+from gansynth.runtime import metrics_log
+from gansynth.runtime import preemption
+from gansynth.runtime import store
+
+PHASES = ("pretrain_r", "pretrain_d", "adversarial")
+METRICS = ("r_loss", "r_adv", "r_l1", "d_loss", "d_real", "d_fake")
+
+
+class NonFiniteError(FloatingPointError):
+  """The refiner's or its discriminator's loss or parameters became NaN/inf."""
+
+
+# Networks.
+
+
+class ResnetBlock(nn.Module):
+  """Two 3x3 convolutions with a skip connection (SimGAN's refiner block)."""
+  width: int
+
+  @nn.compact
+  def __call__(self, x):
+    y = nn.relu(nn.Conv(self.width, (3, 3))(x))
+    y = nn.Conv(self.width, (3, 3))(y)
+    return nn.relu(x + y)
+
+
+class Refiner(nn.Module):
+  """3x3 conv to `width` maps, `num_blocks` ResNet blocks, 1x1 conv, tanh.
+
+  The 1x1 conv (zero at initialisation) gives a residual 2 * tanh(.) that
+  is added to the input and clipped to [-1, 1]: a fresh R is the identity,
+  the output keeps the input's shape and range, and saturated pixels (most
+  of a digit image is 0 or 255) still get full gradients, which adding in
+  tanh's pre-activation space would not give them.
+  """
+  width: int = 64
+  num_blocks: int = 4
+
+  @nn.compact
+  def __call__(self, x):
+    h = nn.relu(nn.Conv(self.width, (3, 3))(x))
+    for _ in range(self.num_blocks):
+      h = ResnetBlock(self.width)(h)
+    delta = nn.Conv(x.shape[-1], (1, 1), kernel_init=nn.initializers.zeros)(h)
+    return jnp.clip(x + 2 * jnp.tanh(delta), -1.0, 1.0)
+
+
+class PatchDiscriminator(nn.Module):
+  """SimGAN's local discriminator: one real/refined logit per image patch.
+
+  The paper's layers (widths 96, 64, 32, 32 for width 64): two strided 3x3
+  convs, a 3x3 max pool (stride 1), a 3x3 and a 1x1 conv, then a 1x1 conv to
+  one logit per patch: [N, H/4, W/4].
+  """
+  width: int = 64
+
+  @nn.compact
+  def __call__(self, x):
+    w = self.width
+    x = nn.relu(nn.Conv(w * 3 // 2, (3, 3), strides=2)(x))
+    x = nn.relu(nn.Conv(w, (3, 3), strides=2)(x))
+    x = nn.max_pool(x, (3, 3), strides=(1, 1), padding="SAME")
+    x = nn.relu(nn.Conv(max(1, w // 2), (3, 3))(x))
+    x = nn.relu(nn.Conv(max(1, w // 2), (1, 1))(x))
+    return nn.Conv(1, (1, 1))(x)[..., 0]
+
+
+def make_networks(cfg) -> tuple[Refiner, PatchDiscriminator]:
+  return (Refiner(cfg.width, cfg.num_blocks),
+          PatchDiscriminator(cfg.d_width))
+
+
+def optimizer(cfg) -> optax.GradientTransformation:
+  return optax.adam(cfg.learning_rate, b1=cfg.beta1, b2=0.999)
+
+
+def bce(logits: jax.Array, target: float) -> jax.Array:
+  """Mean binary cross-entropy over every patch of every image."""
+  return jnp.mean(optax.sigmoid_binary_cross_entropy(
+      logits, jnp.full_like(logits, target)))
+
+
+# State.
+
+
+@flax.struct.dataclass
+class RefinerState:
+  step: jax.Array  # int32 scalar, counting all three phases
+  r_params: Any
+  d_params: Any
+  r_opt: Any
+  d_opt: Any
+  history: jax.Array  # float32 [history_size, H, W, C], refined images
+  history_count: jax.Array  # int32 scalar: slots filled so far
+  rng: jax.Array  # raw uint32 key data, so checkpoints hold plain arrays
+
+
+def create_state(cfg, image_shape: tuple[int, int, int],
+                 key: jax.Array) -> RefinerState:
+  refiner, disc = make_networks(cfg)
+  kr, kd, kk = jax.random.split(key, 3)
+  x = jnp.zeros((1,) + tuple(image_shape))
+  r_params = refiner.init(kr, x)["params"]
+  d_params = disc.init(kd, x)["params"]
+  tx = optimizer(cfg)
+  return RefinerState(
+      step=jnp.zeros((), jnp.int32), r_params=r_params, d_params=d_params,
+      r_opt=tx.init(r_params), d_opt=tx.init(d_params),
+      history=jnp.zeros((cfg.history_size,) + tuple(image_shape)),
+      history_count=jnp.zeros((), jnp.int32), rng=jax.random.key_data(kk))
+
+
+def create_states(cfg, image_shape: tuple[int, int, int], key: jax.Array,
+                  num: int) -> RefinerState:
+  """`num` refiners stacked on a leading axis, refiner k from fold_in(key, k)
+  (as gan_train.create_state builds the K GANs): one per class."""
+  def build(key):
+    keys = jax.vmap(lambda k: jax.random.fold_in(key, k))(jnp.arange(num))
+    return jax.vmap(lambda k: create_state(cfg, image_shape, k))(keys)
+  return jax.jit(build)(key)
+
+
+def abstract_state(cfg, image_shape, num: int = 0) -> RefinerState:
+  """What create_state (num = 0) or create_states (num refiners) returns,
+  without computing it (a restore template)."""
+  if num:
+    return jax.eval_shape(lambda: create_states(cfg, image_shape,
+                                                jax.random.key(0), num))
+  return jax.eval_shape(lambda: create_state(cfg, image_shape,
+                                             jax.random.key(0)))
+
+
+def num_refiners(config) -> int:
+  """K refiners for `refiner.per_class` (one per class), else 0: one
+  unstacked refiner for all classes."""
+  return config.data.num_classes if config.refiner.per_class else 0
+
+
+def steps_done(state: RefinerState) -> int:
+  """The step of a single or stacked state (stacked refiners move together)."""
+  return int(np.asarray(jax.device_get(state.step)).reshape(-1)[0])
+
+
+# History buffer.
+
+
+def push_history(history: jax.Array, count: jax.Array, images: jax.Array,
+                 key: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Stores `images` in the buffer: into empty slots while it fills, then
+  over randomly chosen old ones (distinct slots, drawn from `key`)."""
+  size, n = history.shape[0], images.shape[0]
+  filling = (count + jnp.arange(n)) % size
+  replacing = jax.random.choice(key, size, (n,), replace=False)
+  slots = jnp.where(count < size, filling, replacing)
+  return history.at[slots].set(images), jnp.minimum(count + n, size)
+
+
+def sample_history(history: jax.Array, count: jax.Array, n: int,
+                   key: jax.Array) -> jax.Array:
+  """n images drawn (with replacement) from the filled slots."""
+  idx = jax.random.randint(key, (n,), 0, jnp.maximum(count, 1))
+  return history[idx]
+
+
+# Step.
+
+
+def _batch(key, images, count, batch_size, step):
+  n = images.shape[0]
+  count = jnp.int32(n) if count is None else count
+  idx = input_pipeline.epoch_shuffled_indices(key, count, n, batch_size, step)
+  return input_pipeline.to_float(images[idx])
+
+
+def refiner_step(state: RefinerState, rendered: jax.Array, real: jax.Array,
+                 *, phase: str, refiner: nn.Module, disc: nn.Module,
+                 tx: optax.GradientTransformation, batch_size: int,
+                 reg_lambda: float, r_updates: int,
+                 rendered_count: jax.Array | None = None,
+                 real_count: jax.Array | None = None
+                 ) -> tuple[RefinerState, dict[str, jax.Array]]:
+  """One step of `phase`: `r_updates` R updates and/or one D update.
+
+  `rendered`/`real` are uint8 [N, H, W, C] on the device; batches are drawn
+  from fold_in(key, stream) at the step, so a resumed run sees the same ones.
+  With `rendered_count`/`real_count` only that many leading images are
+  drawn from (a class's padded slice of `input_pipeline.ClassData`).
+  """
+  key = jax.random.wrap_key_data(state.rng)
+  stream = lambda i: jax.random.fold_in(key, i)
+  step = state.step
+  r_params, r_opt = state.r_params, state.r_opt
+  d_params, d_opt = state.d_params, state.d_opt
+  history, count = state.history, state.history_count
+  zero = jnp.zeros(())
+  metrics = {name: zero for name in METRICS}
+
+  def d_logits(params, x):
+    return disc.apply({"params": params}, x)
+
+  if phase in ("pretrain_r", "adversarial"):
+    adversarial = phase == "adversarial"
+
+    def r_loss_fn(params, x):
+      refined = refiner.apply({"params": params}, x)
+      l1 = jnp.mean(jnp.abs(refined - x))
+      adv = bce(d_logits(d_params, refined), 1.0) if adversarial else zero
+      return adv + reg_lambda * l1, (adv, l1)
+
+    for j in range(r_updates):
+      x = _batch(stream(1), rendered, rendered_count, batch_size,
+                 step * r_updates + j)
+      (loss, (adv, l1)), grads = jax.value_and_grad(r_loss_fn, has_aux=True)(
+          r_params, x)
+      updates, r_opt = tx.update(grads, r_opt, r_params)
+      r_params = optax.apply_updates(r_params, updates)
+    metrics.update(r_loss=loss, r_adv=adv, r_l1=l1)
+
+  if phase in ("pretrain_d", "adversarial"):
+    half = batch_size // 2
+    x = _batch(stream(2), rendered, rendered_count, batch_size, step)
+    y = _batch(stream(3), real, real_count, batch_size, step)
+    refined = refiner.apply({"params": r_params}, x)
+    old = sample_history(history, count, batch_size - half,
+                         jax.random.fold_in(stream(4), step))
+    old = jnp.where(count > 0, old, refined[half:])
+    fake = jnp.concatenate([refined[:half], old])
+
+    def d_loss_fn(params):
+      real_logits, fake_logits = d_logits(params, y), d_logits(params, fake)
+      loss = bce(real_logits, 1.0) + bce(fake_logits, 0.0)
+      return loss, (real_logits, fake_logits)
+
+    (loss, (real_logits, fake_logits)), grads = jax.value_and_grad(
+        d_loss_fn, has_aux=True)(d_params)
+    updates, d_opt = tx.update(grads, d_opt, d_params)
+    d_params = optax.apply_updates(d_params, updates)
+    history, count = push_history(history, count, refined[:half],
+                                  jax.random.fold_in(stream(5), step))
+    metrics.update(d_loss=loss,
+                   d_real=jnp.mean(jax.nn.sigmoid(real_logits)),
+                   d_fake=jnp.mean(jax.nn.sigmoid(fake_logits)))
+
+  new = state.replace(step=step + 1, r_params=r_params, r_opt=r_opt,
+                      d_params=d_params, d_opt=d_opt, history=history,
+                      history_count=count)
+  return new, metrics
+
+
+def class_step(step: Callable) -> Callable:
+  """`refiner_step` (phase and settings bound) lifted to K stacked refiners:
+  (state [K], rendered ClassData, real ClassData) -> (state, metrics [K]).
+
+  Refiner k sees only class k's images (the first counts[k] of its padded
+  row), as gan_train maps the K GANs' step over their classes.
+  """
+  def k_step(state: RefinerState, rendered: input_pipeline.ClassData,
+             real: input_pipeline.ClassData):
+    return jax.vmap(lambda s, x, nx, y, ny: step(
+        s, x, y, rendered_count=nx, real_count=ny))(
+            state, rendered.images, rendered.counts, real.images, real.counts)
+  return k_step
+
+
+def make_train_chunks(cfg, num: int = 0) -> dict[str, Callable]:
+  """phase -> chunk(state, rendered, real, num_steps) (train_loop).
+
+  num = 0: one refiner, `rendered`/`real` uint8 [N, H, W, C]. num = K: K
+  stacked refiners (create_states), `rendered`/`real` ClassData of K
+  classes, metrics [K].
+  """
+  refiner, disc = make_networks(cfg)
+  chunks = {}
+  for phase in PHASES:
+    step = functools.partial(
+        refiner_step, phase=phase, refiner=refiner, disc=disc,
+        tx=optimizer(cfg), batch_size=cfg.batch_size,
+        reg_lambda=cfg.reg_lambda, r_updates=cfg.r_updates)
+    if num:
+      chunks[phase] = train_loop.repeat_step(class_step(step),
+                                             {n: (num,) for n in METRICS})
+    else:
+      chunks[phase] = train_loop.repeat_step(step, {n: () for n in METRICS})
+  return chunks
+
+
+def phase_at(cfg, step: int) -> tuple[str, int]:
+  """The phase of `step` and the step at which that phase ends."""
+  ends = np.cumsum([cfg.r_pretrain_steps, cfg.d_pretrain_steps,
+                    cfg.train_steps])
+  for phase, end in zip(PHASES, ends):
+    if step < end:
+      return phase, int(end)
+  return PHASES[-1], int(ends[-1])
+
+
+def total_steps(cfg) -> int:
+  return cfg.r_pretrain_steps + cfg.d_pretrain_steps + cfg.train_steps
+
+
+@jax.jit
+def params_finite(state: RefinerState) -> jax.Array:
+  leaves = jax.tree.leaves((state.r_params, state.d_params))
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+@jax.jit
+def class_params_finite(state: RefinerState) -> jax.Array:
+  """[K] bool: whether refiner k's (R's and D's) parameters are finite."""
+  return jax.vmap(params_finite)(state)
+
+
+@functools.lru_cache(maxsize=4)
+def _apply_fn(width: int, num_blocks: int):
+  refiner = Refiner(width, num_blocks)
+  return jax.jit(lambda p, x: refiner.apply(
+      {"params": p}, input_pipeline.to_float(x)))
+
+
+def refine_images(cfg, r_params, images: np.ndarray,
+                  batch_size: int = 1000) -> np.ndarray:
+  """R applied to uint8 images, in batches of one shape: uint8 out."""
+  apply = _apply_fn(cfg.width, cfg.num_blocks)
+  return input_pipeline.in_batches(
+      lambda x: input_pipeline.to_uint8(apply(r_params, x)), images,
+      batch_size)
+
+
+def refine_by_class(cfg, r_params, images: np.ndarray, labels: np.ndarray,
+                    batch_size: int = 1000) -> np.ndarray:
+  """Each image through its own class's R (`r_params` stacked [K, ...], as
+  trained with per_class): uint8 out, in the input's order."""
+  num = jax.tree.leaves(r_params)[0].shape[0]
+  labels = np.asarray(labels)
+  if labels.size and (labels.min() < 0 or labels.max() >= num):
+    raise image_datasets.DatasetError(
+        f"refiner: labels outside [0, {num}) for {num} per-class refiners; "
+        "set config.data.num_classes to match the procedural set")
+  out = np.empty_like(images)
+  for k in range(num):
+    idx = np.flatnonzero(labels == k)
+    if len(idx):
+      params = jax.tree.map(lambda p, k=k: p[k], r_params)
+      out[idx] = refine_images(cfg, params, images[idx],
+                               min(batch_size, len(idx)))
+  return out
+
+
+def refine_labelled(cfg, r_params, images: np.ndarray, labels: np.ndarray,
+                    batch_size: int = 1000) -> np.ndarray:
+  """R applied to labelled images: the one R, or (per_class) each image's
+  class's R."""
+  if cfg.per_class:
+    return refine_by_class(cfg, r_params, images, labels, batch_size)
+  return refine_images(cfg, r_params, images, batch_size)
+
+
+def pairs_grid(cfg, r_params, images: np.ndarray, labels: np.ndarray,
+               num_classes: int, per_class: int) -> np.ndarray:
+  """uint8 [K, 2 * per_class, ...]: rendered | refined pairs, row = class
+  (refined by that class's R with cfg.per_class)."""
+  rendered = image_grid.per_class_grid(images, labels, num_classes, per_class)
+  flat = rendered.reshape((-1,) + rendered.shape[2:])
+  rows = np.repeat(np.arange(num_classes), per_class)
+  refined = refine_labelled(cfg, r_params, flat, rows, len(flat)).reshape(
+      rendered.shape)
+  return np.stack([rendered, refined], axis=2).reshape(
+      (num_classes, 2 * per_class) + rendered.shape[2:])
+
+
+# Store.
+
+
+def run_key(config) -> str:
+  """A short hash of what a refiner's training depends on (its settings, the
+  procedural set, the real split): another one trains into another store."""
+  cfg = config.refiner.to_dict()
+  for name in ("log_every", "checkpoint_every", "train_steps"):
+    cfg.pop(name)
+  procedural = config.procedural.to_dict()
+  procedural.pop("workers")
+  what = {"refiner": cfg, "seed": config.seed, "data": config.data.name,
+          "split": config.data.train_split, "size": config.data.image_size,
+          "channels": config.data.channels,
+          "procedural": procedural}
+  text = json.dumps(what, sort_keys=True, default=str)
+  return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def store_meta(config) -> dict[str, Any]:
+  r = config.refiner
+  # num_refiners only where stacked, so single-refiner stores stay as they were.
+  return {"image_size": config.data.image_size,
+          "channels": config.data.channels, "width": r.width,
+          "num_blocks": r.num_blocks, "d_width": r.d_width,
+          "history_size": r.history_size,
+          **({"num_refiners": num_refiners(config)} if r.per_class else {})}
+
+
+def class_data(images: np.ndarray, labels: np.ndarray | None, num: int,
+               batch_size: int, name: str) -> input_pipeline.ClassData:
+  """`images` grouped by class for K per-class refiners; a class with fewer
+  than `batch_size` images is a one-line error naming it."""
+  if labels is None:
+    raise ValueError(f"refiner.per_class needs the {name} images' labels")
+  input_pipeline.check_labels(labels, num, f"refiner: the {name} images")
+  counts = np.bincount(labels, minlength=num)
+  small = [k for k in range(num) if counts[k] < batch_size]
+  if small:
+    k = small[0]
+    raise image_datasets.DatasetError(
+        f"refiner.per_class: class {k} has {counts[k]} {name} images, fewer "
+        f"than config.refiner.batch_size={batch_size} (classes {small} are "
+        "short); lower config.refiner.batch_size, give every class more "
+        "images, or set config.refiner.per_class=False")
+  return input_pipeline.group_by_class(images, labels, num)
+
+
+# Loop.
+
+
+def train(config, workdir: str, rendered: np.ndarray, real: np.ndarray,
+          grid_data: tuple[np.ndarray, np.ndarray] | None = None,
+          rendered_labels: np.ndarray | None = None,
+          real_labels: np.ndarray | None = None) -> RefinerState:
+  """Trains (or resumes, or returns the finished) refiner; returns its state.
+
+  `rendered`/`real` are uint8 [N, H, W, C]. With `refiner.per_class` their
+  labels are needed: K refiners are trained, refiner k on class k's images
+  only, and the state returned is stacked [K, ...]. Checkpoints go to
+  checkpoints/refiner/<run_key>; a grid of rendered | refined pairs (from
+  `grid_data` = (images, labels)) is written at every checkpoint.
+  """
+  cfg = config.refiner
+  shape = tuple(rendered.shape[1:])
+  num = num_refiners(config)
+  if num:
+    data = (class_data(rendered, rendered_labels, num, cfg.batch_size,
+                       "rendered"),
+            class_data(real, real_labels, num, cfg.batch_size, "real"))
+  else:
+    data = (rendered, real)
+    for name, images in (("rendered", rendered), ("real", real)):
+      if len(images) < cfg.batch_size:
+        raise image_datasets.DatasetError(
+            f"refiner: {len(images)} {name} images, fewer than "
+            f"config.refiner.batch_size={cfg.batch_size}")
+  mngr = store.manager(paths.refiner_checkpoints(workdir, run_key(config)))
+  meta = store_meta(config)
+  state = store.restore_latest(mngr, abstract_state(cfg, shape, num), meta)
+  if state is None:
+    key = jax.random.fold_in(jax.random.key(config.seed), 21)
+    state = (create_states(cfg, shape, key, num) if num
+             else create_state(cfg, shape, key))
+  start = step = steps_done(state)
+  total = total_steps(cfg)
+  if start:
+    logging.info("refiner: resuming from step %d of %d", start, total)
+  if start >= total:
+    return state
+  chunks = make_train_chunks(cfg, num)
+  data = jax.device_put(data)
+  log = metrics_log.MetricsLog(workdir, paths.REFINER_METRICS)
+  t0 = time.time()
+  with preemption.StopSignal() as stop:
+    while step < total:
+      phase, phase_end = phase_at(cfg, step)
+      n = min(phase_end - step, train_loop.next_chunk(
+          step, total, [cfg.log_every, cfg.checkpoint_every]))
+      state, metrics = chunks[phase](
+          state, *data, n, stop=lambda: stop.requested is not None)
+      step = steps_done(state)
+      metrics = jax.device_get(metrics)
+      if num:
+        bad = gan_train.nonfinite_gans(
+            metrics, jax.device_get(class_params_finite(state)))
+        where = f"refiner(s) of class(es) {bad}" if bad else None
+      else:
+        metrics = {k: float(v) for k, v in metrics.items()}
+        finite = (all(np.isfinite(list(metrics.values())))
+                  and bool(params_finite(state)))
+        where = None if finite else "refiner"
+      if where:
+        log.close()
+        raise NonFiniteError(
+            f"{where} became non-finite (NaN/inf loss or parameters) by step "
+            f"{step} ({phase}); stopped, the last finite checkpoint is kept. "
+            "Lower config.refiner.learning_rate or change config.seed, then "
+            "rerun.")
+      if step % cfg.log_every == 0 or step == total:
+        log.write(step, metrics)
+        mean = {k: float(np.mean(v)) for k, v in metrics.items()}
+        rate = (step - start) / max(time.time() - t0, 1e-9)
+        logging.info(
+            "refiner step %d/%d (%d%%, %s) r_loss %.3f (adv %.3f, l1 %.4f) "
+            "d_loss %.3f D(real) %.2f D(refined) %.2f%s | %.1f steps/s, "
+            "eta %.0fs", step, total, 100 * step // total, phase,
+            mean["r_loss"], mean["r_adv"], mean["r_l1"], mean["d_loss"],
+            mean["d_real"], mean["d_fake"],
+            f" (mean of {num} class refiners)" if num else "", rate,
+            (total - step) / max(rate, 1e-9))
+      if step % cfg.checkpoint_every == 0 or step == total or stop.requested:
+        store.save(mngr, step, state, meta)
+        if grid_data is not None:
+          grid = pairs_grid(cfg, state.r_params, *grid_data,
+                            num or int(grid_data[1].max()) + 1,
+                            cfg.grid_per_class)
+          image_grid.save_grid(paths.refiner_samples(workdir, step), grid)
+          log.write_images(step, {"refined_pairs": image_grid.grid(grid)[None]})
+      if stop.requested:
+        log.close()
+        raise preemption.Preempted(
+            f"{stop.requested} at refiner step {step} of {total}: checkpoint "
+            "saved; rerun the same command to resume")
+  log.close()
+  return state
+
+
+def refine(config, workdir: str) -> str:
+  """The refine stage: trains R (or, per_class, one R per class) on the
+  procedural source against the real training split, then writes the source
+  `refined` (each rendered image refined by its R, with its label) and
+  samples/refined_pairs.png."""
+  rendered, labels = image_datasets.load_written(
+      paths.source_dir(workdir, "procedural"), "train")
+  rendered = input_pipeline.fit_images(rendered, config.data.image_size,
+                                       config.data.channels)
+  real, real_labels = input_pipeline.load_split(config.data,
+                                                config.data.train_split)
+  k = config.data.num_classes
+  state = train(config, workdir, rendered, real, (rendered, labels),
+                rendered_labels=labels, real_labels=real_labels)
+  cfg = config.refiner
+  grid = pairs_grid(cfg, state.r_params, rendered, labels, k,
+                    cfg.grid_per_class)
+  image_grid.save_grid(paths.refined_pairs(workdir), grid)
+  stamp = {"refiner": run_key(config), "refiner_step": steps_done(state),
+           "num_images": int(len(labels))}
+  return sources.store_source(
+      workdir, "refined", stamp,
+      lambda: (refine_labelled(cfg, state.r_params, rendered, labels), labels),
+      k, config.gan.grid_per_class)
