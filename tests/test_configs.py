@@ -48,6 +48,7 @@ def test_tiny_variant_keeps_data_and_nets_and_shrinks_the_rest(path):
     load(path, "big")
 
 
+@pytest.mark.slow  # a tiny run on mock CelebA
 def test_celeba_pipeline_on_mock_data(tfds_dir, tmp_path):
   """CelebA (no labels, 218x178) -> 64x64 crops -> one unconditional GAN."""
   config = tiny(load(os.path.join(REPO, "configs", "celeba.py")), tfds_dir)

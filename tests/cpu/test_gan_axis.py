@@ -74,8 +74,9 @@ def test_conv_unrolled_matches_vmap(layer):
 
 @pytest.mark.parametrize("architecture", ["study", "dcgan"])
 @pytest.mark.parametrize("strategy,conv", [
-    ("unroll", "lax"), ("conv_unroll", "lax"), ("vmap", "matmul"),
-    ("conv_unroll", "auto"), ("unroll", "auto")])
+    pytest.param("unroll", "lax", marks=pytest.mark.slow),
+    ("conv_unroll", "lax"), ("vmap", "matmul"), ("conv_unroll", "auto"),
+    pytest.param("unroll", "auto", marks=pytest.mark.slow)])
 def test_cpu_path_matches_plain_vmap(architecture, strategy, conv):
   """Three train steps of every CPU strategy (and conv), vs the plain path
   (jax.vmap of gan_step, the models' own convolutions and pools).

@@ -1,7 +1,6 @@
 """ops.lowered: the plain models' numbers (values and gradients), in the CPU
 forms of their convolutions, upsamplings and max-pools."""
 
-import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -60,7 +59,19 @@ def train_grads(apply, variables, x, labels=None):
   return jax.grad(loss, has_aux=True)(variables["params"])
 
 
-@pytest.mark.parametrize("conv", matmul_conv.CONVS)
+def assert_close_at_scale(got, want, tol=1e-4):
+  """Each leaf equal to 0.01% of that leaf's largest value: a sum of many
+  products, reassociated (convolution as matmul), moves by rounding in
+  proportion to its scale, not to each element."""
+  def check(g, w):
+    np.testing.assert_allclose(g, w, rtol=tol,
+                               atol=tol * float(np.max(np.abs(w))))
+  jax.tree.map(check, got, want)
+
+
+@pytest.mark.parametrize("conv", [
+    pytest.param(c, marks=pytest.mark.slow) if c == "auto" else c
+    for c in matmul_conv.CONVS])
 @pytest.mark.parametrize("arch,size,channels,options", [
     ("dcgan", 16, 3, {}), ("dcgan", 28, 1, {"spectral_norm": True}),
     ("study", 8, 1, {"mbstd": True}), ("study", 28, 1, {})])
@@ -74,9 +85,10 @@ def test_lowered_nets_give_the_plain_nets_numbers(conv, arch, size, channels,
   for net, variables, x in ((g, g_vars, z), (d, d_vars, images)):
     want = train_grads(net.apply, variables, x)
     got = train_grads(ops.lowered(net.apply, conv), variables, x)
-    chex.assert_trees_all_close(got, want, atol=1e-4, rtol=1e-4)
+    assert_close_at_scale(got, want)
 
 
+@pytest.mark.slow  # long compile; CI's second step
 def test_lowered_nets_take_labels():
   config = gan_config("study", spectral_norm=True)
   g, d = models.make_gan(config, 8, 1, num_classes=3)
@@ -86,9 +98,8 @@ def test_lowered_nets_take_labels():
   y = jnp.arange(3)
   g_vars = g.init(jax.random.key(1), z, y, train=False)
   want = train_grads(g.apply, g_vars, z, y)
-  chex.assert_trees_all_close(
-      train_grads(ops.lowered(g.apply, "matmul"), g_vars, z, y), want,
-      atol=1e-4, rtol=1e-4)
+  assert_close_at_scale(
+      train_grads(ops.lowered(g.apply, "matmul"), g_vars, z, y), want)
 
 
 @pytest.mark.parametrize("size,folded", [(32, 3), (28, 2)])

@@ -69,6 +69,7 @@ def test_balanced_batch_draws_each_label_from_its_class():
     np.testing.assert_array_equal(pixel, 10 * (np.asarray(y) + 1))
 
 
+@pytest.mark.slow  # trains tiny runs; CI's second step
 def test_conditional_gan_learns_on_real_digits(tiny_config, tmp_path):
   """Default strategy: D learns to tell real from fake, nothing is NaN, and
   the fixed-noise grid has a row per class."""
@@ -104,6 +105,7 @@ def resumed_runs(tmp_path_factory, tfds_dir):
   return (config, root) + whole_and_resumed(config, root)
 
 
+@pytest.mark.slow  # trains tiny runs; CI's second step
 def test_resume_is_bit_identical_with_conditioning_and_every_option(
     resumed_runs):
   _, _, whole, resumed = resumed_runs
@@ -111,6 +113,7 @@ def test_resume_is_bit_identical_with_conditioning_and_every_option(
   chex.assert_trees_all_equal(whole, resumed)
 
 
+@pytest.mark.slow  # trains tiny runs; CI's second step
 def test_synthesis_writes_balanced_labelled_classes(resumed_runs):
   config, root, _, _ = resumed_runs
   config.synthesis.num_per_class = 7

@@ -27,7 +27,9 @@ def all_options(config):
   return config
 
 
-@pytest.mark.parametrize("strategy", ["vmap", "unroll", "conv_unroll"])
+@pytest.mark.parametrize("strategy", [
+    "vmap", pytest.param("unroll", marks=pytest.mark.slow),
+    pytest.param("conv_unroll", marks=pytest.mark.slow)])
 def test_k_gan_step_with_every_option_equals_separate_steps(tiny_config,
                                                             strategy):
   config = all_options(tiny_config)
@@ -56,6 +58,7 @@ def run_one_step(config, step=3):
   return gan, new
 
 
+@pytest.mark.slow  # long compile; CI's second step
 def test_ema_is_the_weights_at_decay_zero_and_lags_otherwise(tiny_config):
   config = tiny_config
   _, new = run_one_step(config)
@@ -92,7 +95,8 @@ def input_gradient_norms(d, variables, x):
   return jnp.sqrt(jnp.sum(grads ** 2, axis=(1, 2, 3)))
 
 
-@pytest.mark.parametrize("arch", ["study", "dcgan"])
+@pytest.mark.parametrize("arch", [
+    pytest.param("study", marks=pytest.mark.slow), "dcgan"])
 def test_spectral_norm_bounds_the_discriminators_lipschitz_constant(arch):
   """With every layer's (flattened) kernel normalised to spectral norm 1, a
   3x3 (5x5) conv has operator norm <= 3 (5), activations and pooling are
@@ -161,6 +165,7 @@ def whole_and_resumed(config, root):
   return final("whole"), final("resumed")
 
 
+@pytest.mark.slow  # long compile; CI's second step
 def test_resume_is_bit_identical_with_every_option_on(tiny_config, tmp_path):
   whole, resumed = whole_and_resumed(all_options(tiny_config), tmp_path)
   assert int(whole.step) == int(resumed.step) == 4

@@ -39,7 +39,8 @@ def take(tree, k):
   return jax.tree.map(lambda x: x[k], tree)
 
 
-@pytest.mark.parametrize("arch", ["study", "dcgan"])
+@pytest.mark.parametrize("arch", [
+    pytest.param("study", marks=pytest.mark.slow), "dcgan"])
 def test_k_gan_step_equals_separate_steps(tiny_config, arch):
   config = tiny_config
   config.gan.architecture = arch
@@ -56,7 +57,8 @@ def test_k_gan_step_equals_separate_steps(tiny_config, arch):
     chex.assert_trees_all_close(take(metrics, k), metrics_k, atol=1e-5)
 
 
-@pytest.mark.parametrize("arch", ["study", "dcgan"])
+@pytest.mark.parametrize("arch", [
+    pytest.param("study", marks=pytest.mark.slow), "dcgan"])
 def test_reused_fake_updates_g_as_a_second_forward_would(tiny_config, arch,
                                                          monkeypatch):
   """reuse_fake backpropagates G's loss through the fake batch D's update

@@ -20,6 +20,7 @@ def selecting(config):
   return config
 
 
+@pytest.mark.slow  # a tiny run and a classifier per step
 def test_every_stored_step_is_scored_and_synthesis_uses_the_best(
     tiny_config, tmp_path, monkeypatch):
   config = selecting(tiny_config)

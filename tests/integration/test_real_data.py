@@ -1,4 +1,4 @@
-"""Imports of the real MNIST and Fashion-MNIST files (slow: run with -m slow).
+"""Imports of the real MNIST and Fashion-MNIST files (run with -m integration).
 
 MNIST's training split lives in the shared data folder next to the repo
 (``../shared/data/mnist``; set GANSYNTH_SHARED_DATA to the folder holding

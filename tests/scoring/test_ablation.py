@@ -1,5 +1,6 @@
 """The ablation command: its variants and one tiny run of the table."""
 
+import pytest
 import json
 
 from gansynth.scoring import ablation
@@ -22,6 +23,7 @@ def test_variants_turn_each_technique_of_the_recipe_off(tiny_config):
   assert off.gan.loss == "bce" and tiny_config.gan.loss == "hinge"
 
 
+@pytest.mark.slow  # four tiny runs
 def test_tiny_ablation_writes_one_row_per_variant(tiny_config, tmp_path):
   tiny_config.gan.ema_decay = 0.9
   rows = ablation.run(tiny_config, str(tmp_path))

@@ -97,6 +97,7 @@ def finished_workdir(tmp_path_factory, tfds_dir):
   return config, workdir
 
 
+@pytest.mark.slow  # a finished tiny run; CI's second step
 def test_evaluate_trains_no_gan_and_reuses_classifiers(finished_workdir,
                                                        monkeypatch):
   config, workdir = finished_workdir
@@ -124,6 +125,7 @@ def test_evaluate_trains_no_gan_and_reuses_classifiers(finished_workdir,
       r["accuracies"] for r in report["low_data"].values()]
 
 
+@pytest.mark.slow  # a finished tiny run; CI's second step
 def test_report_files(finished_workdir):
   config, workdir = finished_workdir
   if not os.path.exists(os.path.join(workdir, "report.json")):
@@ -161,6 +163,7 @@ def test_report_files(finished_workdir):
     assert Path(workdir, link).is_file(), link
 
 
+@pytest.mark.slow  # a finished tiny run; CI's second step
 def test_classify_is_the_cas_with_one_seed(finished_workdir):
   """results.json is evaluation.cas with the seed classifier.seed, and the
   evaluate stage's seed-0 scores are the very same classifiers."""

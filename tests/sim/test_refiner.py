@@ -87,6 +87,7 @@ def test_history_buffer_holds_what_was_pushed():
       np.asarray(history[:, 0, 0, 0]).tolist())
 
 
+@pytest.mark.slow  # long compile; CI's second step
 def test_resumed_training_is_bit_identical(tiny_config, tmp_path):
   config = tiny_refiner(tiny_config)
   rendered, real = images(40, 0), images(40, 1)
@@ -180,6 +181,7 @@ def labelled(counts, seed):
   return images(len(labels), seed), labels
 
 
+@pytest.mark.slow  # long compile; CI's second step
 def test_per_class_state_has_a_leading_class_axis(tiny_config):
   config = per_class_refiner(tiny_config)
   cfg = config.refiner
@@ -219,6 +221,7 @@ def k_steps_and_one_by_one(cfg, phase, rendered, rendered_labels, real,
                                 rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # long compile; CI's second step
 @pytest.mark.parametrize("phase", refiner.PHASES)
 def test_class_step_equals_one_refiner_per_class(tiny_config, phase):
   # Classes of equal size (no padding): refiner k's step in the K-refiner
@@ -232,6 +235,7 @@ def test_class_step_equals_one_refiner_per_class(tiny_config, phase):
       lambda s, k, x, y: one(s, x.images[k], y.images[k], 1))
 
 
+@pytest.mark.slow  # long compile; CI's second step
 def test_class_step_draws_only_each_class_images(tiny_config):
   # Classes of unequal size: row k is padded, and refiner k draws from its
   # first counts[k] images, as refiner_step does given that count.
@@ -250,6 +254,7 @@ def test_class_step_draws_only_each_class_images(tiny_config):
                               real_count=y.counts[k]))
 
 
+@pytest.mark.slow  # long compile; CI's second step
 def test_per_class_resumed_training_is_bit_identical(tiny_config, tmp_path):
   config = per_class_refiner(tiny_config)
   rendered, rendered_labels = labelled([9, 12, 10], 0)
@@ -301,6 +306,7 @@ def test_nonfinite_class_refiner_is_named(tiny_config, tmp_path,
                   rendered_labels=rendered_labels, real_labels=real_labels)
 
 
+@pytest.mark.slow  # long compile; CI's second step
 def test_per_class_refine_stage_keeps_labels_and_shapes(tiny_config,
                                                        tmp_path):
   config = per_class_refiner(tiny_config, num_classes=10)
