@@ -1,7 +1,8 @@
 """The ablation command: its variants and one tiny run of the table."""
 
-import pytest
 import json
+
+import pytest
 
 from gansynth.scoring import ablation
 
