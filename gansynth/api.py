@@ -96,7 +96,7 @@ class Run:
 
   @functools.cached_property
   def generators(self):
-    """The newest stored GAN state (gan_train.GANState, K GANs stacked)."""
+    """The newest stored GAN state (gan_train.TrainState, K GANs stacked)."""
     from gansynth.gan import gan_train  # pylint: disable=g-import-not-at-top
     return gan_train.restore_trained(self.config, self.workdir, self._nets)
 

@@ -9,7 +9,7 @@ maps the same step and the same models differently:
   * ops.py + matmul_conv.py: convolutions as matrix products, upsampling
     folded into the next convolution, max-pool gradients without scatters
     (`gan.conv`), applied to the models' `apply` functions;
-  * layout.py: under `unroll`, the train chunk carries the K GANs apart.
+  * layout.py: under `unroll`, the train chunk carries the K GANs unstacked.
 Off the CPU, `auto` is plain vmap with XLA's convolutions, and nothing here
 runs. Every strategy gives the plain path's numbers up to float round-off.
 """
@@ -53,9 +53,9 @@ def selected(config) -> bool:
   return strategy(config) != "vmap" or _rewrites(config)
 
 
-def holds_apart(config) -> bool:
+def holds_unstacked(config) -> bool:
   """Whether the train chunk carries the K GANs as K separate states."""
-  return gan_axis.holds_apart(config.gan.strategy, step_work(config))
+  return gan_axis.holds_unstacked(config.gan.strategy, step_work(config))
 
 
 def lowered_nets(nets: Any, config) -> Any:
@@ -68,18 +68,18 @@ def lowered_nets(nets: Any, config) -> Any:
 
 
 def map_over_gans(fn: Callable, config, in_batched=(True, True, True, False),
-                  apart: bool = False) -> Callable:
+                  unstacked: bool = False) -> Callable:
   """fn lifted to the K-GAN axis by config.gan.strategy (gan_axis)."""
   return gan_axis.map_over_gans(fn, config.gan.strategy, in_batched,
-                                work=step_work(config), apart=apart)
+                                work=step_work(config), unstacked=unstacked)
 
 
 def repeat_step(step_fn: Callable, metric_shapes: dict[str, tuple[int, ...]],
-                apart: bool) -> Callable:
+                unstacked: bool) -> Callable:
   """train_loop.repeat_step for a step on a state whose `.gans` are
-  stacked; with `apart`, its steps carry them as split (layout.py)."""
-  if not apart:
+  stacked; with `unstacked`, its steps carry them as split (layout.py)."""
+  if not unstacked:
     return train_loop.repeat_step(step_fn, metric_shapes)
   convert = lambda f: lambda state: state.replace(gans=f(state.gans))
-  return layout.repeat_step_apart(step_fn, metric_shapes,
+  return layout.repeat_step_unstacked(step_fn, metric_shapes,
                                   enter=convert(split), leave=convert(join))

@@ -7,7 +7,7 @@ round-off:
     computed as matmuls (ops.lowered) become batched matmuls instead.
   * `unroll`: the K steps traced one after the other inside the same jit
     (a Python loop): K times the ops and the compile time, but ungrouped
-    convolutions. The train chunk carries the K states apart (layout.py).
+    convolutions. The train chunk carries the K states unstacked (layout.py).
   * `conv_unroll`: vmap for everything except the convolutions, which run
     one ungrouped convolution per GAN (`vmap_except_convs`).
   * `auto`: `vmap` off the CPU; on the CPU `unroll` for GANs whose step is
@@ -53,9 +53,9 @@ def step_work(config) -> float:
           * max(g.g_width, g.d_width) ** 2)
 
 
-def holds_apart(strategy: str, work: float = 0.0) -> bool:
+def holds_unstacked(strategy: str, work: float = 0.0) -> bool:
   """Whether `strategy` keeps the carried K-GAN state as K separate per-GAN
-  pytrees between steps (`unroll`; see map_over_gans's `apart`)."""
+  pytrees between steps (`unroll`; see map_over_gans's `unstacked`)."""
   return resolve(strategy, work) == "unroll"
 
 
@@ -72,31 +72,31 @@ def join(trees: Sequence[Any]) -> Any:
 
 def map_over_gans(fn: Callable, strategy: str,
                   in_batched: Sequence[bool] = (True, True, True, False),
-                  work: float = 0.0, apart: bool = False) -> Callable:
+                  work: float = 0.0, unstacked: bool = False) -> Callable:
   """Lifts fn to the stacked K-GAN axis (axis 0 of the `in_batched` args).
 
   The default `in_batched` fits the step fn(gan, images, count, step);
   `work` (`step_work` of one GAN's call) decides what `auto` is.
-  With `apart`, where `holds_apart` (unroll), the first argument and the
+  With `unstacked`, where `holds_unstacked` (unroll), the first argument and the
   first of fn's outputs (a tuple) are K per-GAN pytrees (`split`) instead
   of one stacked pytree, so a carried state stays in K buffers that a
   donating jit updates in place: no per-step slicing of it, and no stacking
   of every parameter and Adam moment into new [K, ...] arrays.
   """
   strategy = resolve(strategy, work)
-  if apart and strategy != "unroll":
+  if unstacked and strategy != "unroll":
     raise ValueError(f"strategy {strategy!r} keeps the K GANs stacked; "
-                     "pass apart=holds_apart(strategy, work)")
+                     "pass unstacked=holds_unstacked(strategy, work)")
   if strategy == "vmap":
     return jax.vmap(fn, in_axes=tuple(0 if b else None for b in in_batched))
   if strategy == "unroll":
     def unrolled(*args):
-      per_gan = [a if apart and n == 0 else split(a) if b else None
+      per_gan = [a if unstacked and n == 0 else split(a) if b else None
                  for n, (a, b) in enumerate(zip(args, in_batched))]
       k = len(next(p for p in per_gan if p is not None))
       outs = [fn(*(a if p is None else p[i] for a, p in zip(args, per_gan)))
               for i in range(k)]
-      if not apart:
+      if not unstacked:
         return join(outs)
       first, *rest = zip(*outs)
       return (tuple(first), *(join(r) for r in rest))

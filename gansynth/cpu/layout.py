@@ -1,4 +1,4 @@
-"""The carried-apart layout: a train chunk whose steps carry K GANs as K
+"""The unstacked layout: a train chunk whose steps carry K GANs as K
 separate states (`unroll`), converted from and to the stacked state once per
 chunk, so each step updates K sets of buffers in place instead of slicing
 and re-stacking every parameter and Adam moment."""
@@ -12,7 +12,7 @@ import jax
 from gansynth.gan import train_loop
 
 
-def repeat_step_apart(step_fn: Callable,
+def repeat_step_unstacked(step_fn: Callable,
                       metric_shapes: dict[str, tuple[int, ...]],
                       enter: Callable, leave: Callable) -> Callable:
   """train_loop.repeat_step for a step_fn that carries another layout:

@@ -52,12 +52,12 @@ def unverified(directory: str, stored: dict) -> str | None:
   return None
 
 
-def store_source(workdir: str, source: str, stamp: dict, produce,
+def store_source(workdir: str, source: str, stamp: dict, make_images,
                  num_classes: int, grid_per_class: int) -> str:
   """Writes synthetic source `source` unless one made the same way exists.
 
   `stamp` says how the source is made (checkpoint step, counts, seeds,
-  settings); `produce()` returns (uint8 images, labels). The stored stamp
+  settings); `make_images()` returns (uint8 images, labels). The stored stamp
   adds digests of the images and labels and of every file written. A source
   whose stamp equals `stamp` and whose files match their digests is kept, so
   reruns never regenerate it; a damaged one is regenerated.
@@ -76,7 +76,7 @@ def store_source(workdir: str, source: str, stamp: dict, produce,
     logging.warning("%s: %s cannot be vouched for (%s); regenerating it",
                     source, directory, problem)
   t0 = time.time()
-  images, labels = produce()
+  images, labels = make_images()
   t1 = time.time()
   logging.info("%s: made %d images in %.1fs", source, len(images), t1 - t0)
   if os.path.exists(path):

@@ -1,7 +1,7 @@
 """Training K class GANs at once: one stacked state, one jitted step.
 
 All K GANs' parameters, batch statistics, optimizer states and PRNG keys are
-stacked on a leading axis of one pytree (`GANState`). `gan_step` updates one
+stacked on a leading axis of one pytree (`TrainState`). `gan_step` updates one
 GAN (D then G) on a batch of its own class, given the stage's `Nets` (G's
 and D's apply functions and the optimiser, built once); `make_step` lifts it
 to all K with `jax.vmap`, and `make_train_chunk` runs a dynamic number of
@@ -46,7 +46,7 @@ METRICS = ("d_loss", "g_loss", "d_real", "d_fake")
 
 
 @flax.struct.dataclass
-class GAN:
+class GANTrainState:
   """One GAN's training state (or K of them, stacked on axis 0)."""
   g_params: Any
   g_stats: Any
@@ -59,9 +59,10 @@ class GAN:
 
 
 @flax.struct.dataclass
-class GANState:
+class TrainState:
+  """The whole training state: the step and the K GANs' states, stacked."""
   step: jax.Array  # int32 scalar, shared by all GANs
-  gans: GAN
+  gans: GANTrainState
 
 
 class NonFiniteError(FloatingPointError):
@@ -119,20 +120,21 @@ def make_nets(config) -> Nets:
 
 def init_gan(key: jax.Array, generator: nn.Module, discriminator: nn.Module,
              tx: optax.GradientTransformation, latent_dim: int,
-             image_shape: tuple[int, int, int]) -> GAN:
+             image_shape: tuple[int, int, int]) -> GANTrainState:
   kg, kd, kr = jax.random.split(key, 3)
   labels = (jnp.zeros((1,), jnp.int32) if generator.num_classes else None)
   g_vars = generator.init(kg, jnp.zeros((1, latent_dim)), labels, train=False)
   d_vars = discriminator.init(kd, jnp.zeros((1,) + image_shape), labels,
                               train=False)
-  return GAN(g_params=g_vars["params"], g_stats=g_vars.get("batch_stats", {}),
-             g_ema=g_vars["params"], d_params=d_vars["params"], d_stats=d_vars.get("batch_stats", {}),
-             g_opt=tx.init(g_vars["params"]), d_opt=tx.init(d_vars["params"]),
-             rng=jax.random.key_data(kr))
+  return GANTrainState(
+      g_params=g_vars["params"], g_stats=g_vars.get("batch_stats", {}),
+      g_ema=g_vars["params"], d_params=d_vars["params"],
+      d_stats=d_vars.get("batch_stats", {}), g_opt=tx.init(g_vars["params"]),
+      d_opt=tx.init(d_vars["params"]), rng=jax.random.key_data(kr))
 
 
 def create_state(config, key: jax.Array, nets: Nets | None = None
-                 ) -> GANState:
+                 ) -> TrainState:
   """K freshly initialised GANs, GAN k from fold_in(key, k)."""
   nets = nets or make_nets(config)
   shape = (config.data.image_size,) * 2 + (config.data.channels,)
@@ -143,7 +145,7 @@ def create_state(config, key: jax.Array, nets: Nets | None = None
   def build(key):
     keys = jax.vmap(lambda k: jax.random.fold_in(key, k))(
         jnp.arange(num_gans(config)))
-    return GANState(step=jnp.zeros((), jnp.int32), gans=jax.vmap(init)(keys))
+    return TrainState(step=jnp.zeros((), jnp.int32), gans=jax.vmap(init)(keys))
 
   # One compiled program instead of ~200 op-by-op compiles (the same values
   # bit for bit, and faster).
@@ -159,12 +161,13 @@ def step_noise(key: jax.Array, step: jax.Array, batch_size: int,
           jax.random.normal(kg, (batch_size, latent_dim)))
 
 
-def gan_step(gan: GAN, images: jax.Array, count: jax.Array, step: jax.Array,
-             *, nets: Nets, loss: str, batch_size: int,
+def gan_step(gan: GANTrainState, images: jax.Array, count: jax.Array,
+             step: jax.Array, *, nets: Nets, loss: str, batch_size: int,
              latent_dim: int, reuse_fake: bool = True, diffaugment: str = "",
              augment_strength: float = 1.0, r1_gamma: float = 0.0,
              n_critic: int = 1, ema_decay: float = 0.0, ema_start: int = 0,
-             num_classes: int = 0) -> tuple[GAN, dict[str, jax.Array]]:
+             num_classes: int = 0
+             ) -> tuple[GANTrainState, dict[str, jax.Array]]:
   """`n_critic` D updates then one G update of a single GAN on its class.
 
   `images`/`count` are this GAN's class (uint8 [N_max, H, W, C], padded).
@@ -280,12 +283,13 @@ def step_options(gan_config) -> dict[str, Any]:
 
 
 def make_step(config, nets: Nets | None = None,
-              apart: bool = False) -> Callable:
-  """The pure K-GAN step: (GAN, images, counts, step) -> (GAN, metrics),
+              unstacked: bool = False) -> Callable:
+  """The pure K-GAN step: (GANTrainState, images, counts, step) ->
+  (GANTrainState, metrics),
   `jax.vmap` of gan_step (or gansynth.cpu's mapping of it, where selected).
 
-  The GANs come and go stacked, or with `apart` (only where
-  `cpu.holds_apart`) as a tuple of K per-GAN states.
+  The GANs come and go stacked, or with `unstacked` (only where
+  `cpu.holds_unstacked`) as a tuple of K per-GAN states.
   """
   nets = nets or make_nets(config)
   step = functools.partial(gan_step, num_classes=label_classes(config),
@@ -293,8 +297,8 @@ def make_step(config, nets: Nets | None = None,
   if cpu.selected(config):
     return cpu.map_over_gans(
         functools.partial(step, nets=cpu.lowered_nets(nets, config)), config,
-        apart=apart)
-  if apart:
+        unstacked=unstacked)
+  if unstacked:
     raise ValueError("the plain vmap step keeps the K GANs stacked")
   return jax.vmap(functools.partial(step, nets=nets), in_axes=(0, 0, 0, None))
 
@@ -303,21 +307,21 @@ def make_train_chunk(config, nets: Nets | None = None) -> Callable:
   """(state, data, num_steps) -> (state, mean metrics [K]); see train_loop.
 
   The state comes and goes stacked (under gansynth.cpu's `unroll` the
-  chunk's steps carry its GANs apart).
+  chunk's steps carry its GANs unstacked).
   """
-  apart = cpu.selected(config) and cpu.holds_apart(config)
-  k_step = make_step(config, nets, apart)
+  unstacked = cpu.selected(config) and cpu.holds_unstacked(config)
+  k_step = make_step(config, nets, unstacked)
 
-  def one_step(state: GANState, data: input_pipeline.ClassData):
+  def one_step(state: TrainState, data: input_pipeline.ClassData):
     images, counts = data.images, data.counts
     if label_classes(config):  # the one conditional GAN gets every class
       images, counts = images[None], counts[None]
     gans, metrics = k_step(state.gans, images, counts, state.step)
-    return GANState(step=state.step + 1, gans=gans), metrics
+    return TrainState(step=state.step + 1, gans=gans), metrics
 
   shapes = {n: (num_gans(config),) for n in METRICS}
   if cpu.selected(config):
-    return cpu.repeat_step(one_step, shapes, apart)
+    return cpu.repeat_step(one_step, shapes, unstacked)
   return train_loop.repeat_step(one_step, shapes)
 
 
@@ -336,12 +340,12 @@ def make_sampler(config, nets: Nets | None = None) -> Callable:
     nets = cpu.lowered_nets(nets, config)
   ema = uses_ema(config)
 
-  def sample_one(gan: GAN, z, labels=None):
+  def sample_one(gan: GANTrainState, z, labels=None):
     return nets.g_apply({"params": gan.g_ema if ema else gan.g_params,
                          "batch_stats": gan.g_stats}, z, labels, train=False)
 
   if label_classes(config):
-    def sample_classes(gans: GAN, z):
+    def sample_classes(gans: GANTrainState, z):
       gan = jax.tree.map(lambda x: x[0], gans)
       rows = jnp.arange(z.shape[0], dtype=jnp.int32)
       return jax.lax.map(
@@ -384,7 +388,7 @@ def store_meta(config) -> dict[str, Any]:
              if g.conditioning == "conditional" else {})}
 
 
-def abstract_state(config, nets: Nets | None = None) -> GANState:
+def abstract_state(config, nets: Nets | None = None) -> TrainState:
   """What create_state returns (shapes, dtypes, this process's first
   device), without computing it: the template a restore needs."""
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
@@ -395,7 +399,7 @@ def abstract_state(config, nets: Nets | None = None) -> GANState:
 
 def restore(config, mngr, step: int | None = None,
             verified_only: bool = False,
-            nets: Nets | None = None) -> GANState | None:
+            nets: Nets | None = None) -> TrainState | None:
   """The stored K-GAN state: the one way every stage reads GAN checkpoints.
 
   Its bytes must match the digests recorded at save and its parameters must
@@ -415,7 +419,7 @@ def restore(config, mngr, step: int | None = None,
 
 
 def restore_trained(config, workdir: str, nets=None,
-                    step: int | None = None) -> GANState:
+                    step: int | None = None) -> TrainState:
   """The newest usable GAN state in `workdir` (or the one of `step`) for
   sampling; CheckpointError if train_gan has not stored one."""
   state = restore(config, store.manager(paths.gan_checkpoints(workdir)),
@@ -427,7 +431,7 @@ def restore_trained(config, workdir: str, nets=None,
   return state
 
 
-def nonfinite_restored(state: GANState) -> str | None:
+def nonfinite_restored(state: TrainState) -> str | None:
   """Names the GANs of a restored state whose parameters are not finite.
 
   Training never saves such a state (it stops or rolls back first), so in a
@@ -442,7 +446,7 @@ def nonfinite_restored(state: GANState) -> str | None:
 
 
 def restore_or_create(config, mngr, verified_only: bool = False,
-                      nets=None) -> GANState:
+                      nets=None) -> TrainState:
   """The newest usable stored state, else the initial one (config.seed)."""
   restored = restore(config, mngr, verified_only=verified_only, nets=nets)
   if restored is None:
@@ -460,7 +464,7 @@ def nonfinite_gans(metrics: dict[str, np.ndarray],
 
 
 @jax.jit
-def params_finite(gans: GAN) -> jax.Array:
+def params_finite(gans: GANTrainState) -> jax.Array:
   """[K] bool: whether all of GAN k's parameters are finite."""
   def finite(tree):
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x))
@@ -468,8 +472,8 @@ def params_finite(gans: GAN) -> jax.Array:
   return jax.vmap(lambda g: finite((g.g_params, g.d_params)))(gans)
 
 
-def roll_back(config, mngr, state: GANState, bad: list[int],
-              attempt: int) -> GANState:
+def roll_back(config, mngr, state: TrainState, bad: list[int],
+              attempt: int) -> TrainState:
   """Puts GANs `bad` back to their newest verified stored (or initial) state.
 
   Each gets a new PRNG key, so it does not walk into the same divergence;
@@ -489,8 +493,8 @@ def roll_back(config, mngr, state: GANState, bad: list[int],
   return state.replace(gans=gans)
 
 
-def handle_nonfinite(config, mngr, state: GANState, bad: list[int], step: int,
-                     rollbacks: int) -> GANState:
+def handle_nonfinite(config, mngr, state: TrainState, bad: list[int], step: int,
+                     rollbacks: int) -> TrainState:
   """Stops with a message naming GANs and step, or rolls them back."""
   where = (f"GAN(s) {bad} became non-finite (NaN/inf loss or parameters) by "
            f"step {step}")
@@ -507,7 +511,7 @@ def handle_nonfinite(config, mngr, state: GANState, bad: list[int], step: int,
       "config.gan.on_nonfinite=rollback, then rerun.")
 
 
-def train(config, workdir: str) -> GANState:
+def train(config, workdir: str) -> TrainState:
   """Trains (or resumes) the K class GANs; returns the final state."""
   # Input: each class's real images, on the device.
   images, labels = input_pipeline.load_split(config.data,

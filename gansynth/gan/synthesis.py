@@ -29,7 +29,7 @@ def with_ema(config, ema: bool) -> ml_collections.ConfigDict:
   return config
 
 
-def generate(config, state: gan_train.GANState, num_per_class: int,
+def generate(config, state: gan_train.TrainState, num_per_class: int,
              seed: int, nets=None) -> tuple[np.ndarray, np.ndarray]:
   """num_per_class uint8 images of each class (from its GAN, or from the
   conditional GAN given label k), class k labelled k."""

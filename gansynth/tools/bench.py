@@ -346,9 +346,9 @@ def profile_step(config) -> dict[str, float]:
   """Seconds of one K-GAN step per kind of op (step_profile.wall_shares)."""
   data = random_data(config)
   state = gan_train.create_state(config, jax.random.key(0))
-  apart = cpu.selected(config) and cpu.holds_apart(config)
-  step = jax.jit(gan_train.make_step(config, apart=apart))  # run twice
-  gans = cpu.split(state.gans) if apart else state.gans
+  unstacked = cpu.selected(config) and cpu.holds_unstacked(config)
+  step = jax.jit(gan_train.make_step(config, unstacked=unstacked))  # run twice
+  gans = cpu.split(state.gans) if unstacked else state.gans
   shares, _ = step_profile.profile_call(step, gans, data.images, data.counts,
                                         state.step)
   return shares

@@ -139,9 +139,9 @@ def test_unroll_carries_the_gans_apart():
   carried = gan_train.make_train_chunk(config).enter(state)
   assert isinstance(carried.gans, tuple) and len(carried.gans) == K
   chex.assert_trees_all_equal(gan_axis.join(carried.gans), state.gans)
-  assert not cpu.holds_apart(tiny_config("dcgan", "conv_unroll"))
+  assert not cpu.holds_unstacked(tiny_config("dcgan", "conv_unroll"))
   with pytest.raises(ValueError, match="stacked"):
-    gan_axis.map_over_gans(lambda *a: a, "vmap", apart=True)
+    gan_axis.map_over_gans(lambda *a: a, "vmap", unstacked=True)
 
 
 @pytest.mark.parametrize("strategy", ["conv_unroll", "unroll"])

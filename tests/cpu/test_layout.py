@@ -1,4 +1,4 @@
-"""The carried-apart layout: converted once per chunk, the given state freed."""
+"""The unstacked layout: converted once per chunk, the given state freed."""
 
 import jax.numpy as jnp
 import numpy as np
@@ -16,7 +16,7 @@ def test_enter_and_leave_change_the_layout_once_per_chunk():
     value, taken = pair
     return (value + increment, taken + 1), {"value": value.astype(jnp.float32)}
 
-  chunk = layout.repeat_step_apart(
+  chunk = layout.repeat_step_unstacked(
       pair_step, {"value": ()}, enter=lambda s: (s, jnp.int32(0)),
       leave=lambda pair: 100 * pair[0] + pair[1])
   state, metrics = chunk(jnp.int32(0), jnp.int32(2), 4)

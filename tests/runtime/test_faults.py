@@ -285,17 +285,17 @@ def concurrent_run(env):
 
 
 def synthetic_set(env, seed=0):
-  """Writes (or keeps) a tiny synthetic set `gan`; returns what produce made
+  """Writes (or keeps) a tiny synthetic set `gan`; returns what it made
   (None if it was kept)."""
   made = []
 
-  def produce():
+  def make_images():
     rng = np.random.default_rng(seed)
     made.append((rng.integers(0, 256, (30, 8, 8, 1), np.uint8),
                  np.repeat(np.arange(3, dtype=np.int32), 10)))
     return made[-1]
   sources.store_source(str(env.tmp / "workdir"), "gan", {"seed": seed},
-                         produce, 3, 2)
+                         make_images, 3, 2)
   return made[0] if made else None
 
 
