@@ -15,8 +15,7 @@ already holds the TPU, so a second process could not open it), call
 Every number is the best of --repeats timings after compilation (as
 `timeit` advises: on a shared machine the slower runs measure the
 neighbours, not the code), the same rule for JAX, PyTorch and the matmul
-ceiling; on a shared 2-core CPU medians of the same bench_svhn step
-read 105-136 images/s within one hour.
+ceiling.
 """
 
 from __future__ import annotations
