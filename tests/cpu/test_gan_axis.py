@@ -72,12 +72,14 @@ def test_conv_unrolled_matches_vmap(layer):
   chex.assert_trees_all_close(got, want, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("architecture", ["study", "dcgan"])
-@pytest.mark.parametrize("strategy,conv", [
-    pytest.param("unroll", "lax", marks=pytest.mark.slow),
-    ("conv_unroll", "lax"), ("vmap", "matmul"), ("conv_unroll", "auto"),
-    pytest.param("unroll", "auto", marks=pytest.mark.slow)])
-def test_cpu_path_matches_plain_vmap(architecture, strategy, conv):
+@pytest.mark.parametrize("strategy,conv,architecture", [
+    pytest.param(strategy, conv, arch, marks=() if fast else pytest.mark.slow)
+    for strategy, conv, fast in [
+        ("conv_unroll", "auto", True), ("vmap", "matmul", True),
+        ("conv_unroll", "lax", False), ("unroll", "lax", False),
+        ("unroll", "auto", False)]
+    for arch in ("study", "dcgan")])
+def test_cpu_path_matches_plain_vmap(strategy, conv, architecture):
   """Three train steps of every CPU strategy (and conv), vs the plain path
   (jax.vmap of gan_step, the models' own convolutions and pools).
 
@@ -115,7 +117,8 @@ def test_auto_on_cpu_unrolls_large_gans_only():
   assert gan_axis.resolve("vmap", 1e12) == "vmap"
 
 
-@pytest.mark.parametrize("strategy", ["auto", "unroll"])
+@pytest.mark.parametrize("strategy", [
+    "auto", pytest.param("unroll", marks=pytest.mark.slow)])
 def test_chunk_compiles_once_across_lengths(strategy):
   config = tiny_config("study", strategy)
   chunk = gan_train.make_train_chunk(config)

@@ -69,12 +69,15 @@ def assert_close_at_scale(got, want, tol=1e-4):
   jax.tree.map(check, got, want)
 
 
-@pytest.mark.parametrize("conv", [
-    pytest.param(c, marks=pytest.mark.slow) if c == "auto" else c
-    for c in matmul_conv.CONVS])
-@pytest.mark.parametrize("arch,size,channels,options", [
-    ("dcgan", 16, 3, {}), ("dcgan", 28, 1, {"spectral_norm": True}),
-    ("study", 8, 1, {"mbstd": True}), ("study", 28, 1, {})])
+NETS = [("dcgan", 16, 3, {}), ("dcgan", 28, 1, {"spectral_norm": True}),
+        ("study", 8, 1, {"mbstd": True}), ("study", 28, 1, {})]
+FAST = {("matmul", "dcgan", 28), ("matmul", "study", 8)}  # the rest: slow
+
+
+@pytest.mark.parametrize("conv,arch,size,channels,options", [
+    pytest.param(conv, *net, marks=() if (conv, *net[:2]) in FAST
+                 else pytest.mark.slow)
+    for conv in matmul_conv.CONVS for net in NETS])
 def test_lowered_nets_give_the_plain_nets_numbers(conv, arch, size, channels,
                                                   options):
   g, d = models.make_gan(gan_config(arch, **options), size, channels)

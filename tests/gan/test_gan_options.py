@@ -28,9 +28,8 @@ def all_options(config):
   return config
 
 
-@pytest.mark.parametrize("strategy", [
-    "vmap", pytest.param("unroll", marks=pytest.mark.slow),
-    pytest.param("conv_unroll", marks=pytest.mark.slow)])
+@pytest.mark.slow  # seven options in one step: a long compile
+@pytest.mark.parametrize("strategy", ["vmap", "unroll", "conv_unroll"])
 def test_k_gan_step_with_every_option_equals_separate_steps(tiny_config,
                                                             strategy):
   config = all_options(tiny_config)
