@@ -4,7 +4,7 @@
 
 Ten GANs of the study's architecture (generator: dense + three upsamplings +
 three convolutions; discriminator: three convolutions + three poolings + one
-dense) and loss (D: |X1 - X| on a sigmoid output, G: 1 - D), one per digit,
+dense) and loss (`l1`; D: |X1 - X| on a sigmoid output, G: 1 - D), one per digit,
 on the 73,257 real 32x32 training images of tfds `svhn_cropped`. They
 synthesize 7,300 images per digit; the study's classifier (six convolutions,
 three poolings, one dense) is trained on real, on procedurally rendered
@@ -25,7 +25,7 @@ def get_config(variant: str = ""):
   config.data.image_size = 32
   config.data.channels = 3
   config.gan.architecture = "study"
-  config.gan.loss = "study"
+  config.gan.loss = "l1"
   config.gan.batch_size = 64
   config.gan.train_steps = 10000
   config.gan.checkpoint_every = 1000

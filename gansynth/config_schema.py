@@ -32,7 +32,7 @@ def default_config() -> ml_collections.ConfigDict:
   # classes, batch_size balanced over them; "unconditional": one GAN, no labels.
   config.gan.conditioning = "per_class"
   config.gan.architecture = "study"  # "study" or "dcgan"
-  config.gan.loss = "bce"  # "bce" (non-saturating) or "study" (|X1 - X|)
+  config.gan.loss = "bce"  # "bce" (non-saturating), "l1" (|X1 - X|), "hinge"
   config.gan.latent_dim = 100
   config.gan.g_width = 64
   config.gan.d_width = 64
@@ -303,6 +303,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   one_of("data.channels", (1, 3))
   need(config.data.num_classes >= 1, "data.num_classes", "at least 1")
   one_of("gan.architecture", models.ARCHITECTURES)
+  need(config.gan.loss != "study", "gan.loss",
+       "the study's loss is now called 'l1' (|X1 - X| on a sigmoid output)")
   one_of("gan.loss", losses.LOSSES)
   one_of("gan.conditioning", models.CONDITIONING)
   one_of("gan.on_nonfinite", ("stop", "rollback"))

@@ -2,7 +2,7 @@
 
   * ``bce``: the non-saturating binary cross-entropy of Goodfellow et al. and
     DCGAN: D minimises BCE(real=1, fake=0), G minimises BCE(fake=1).
-  * ``study``: the SVHN study's loss on a sigmoid output: D minimises the
+  * ``l1``: the SVHN study's loss on a sigmoid output: D minimises the
     absolute error |X1 - X| between its outputs and the labels (1 real,
     0 fake), and G minimises 1 - D(G(z)).
   * ``hinge``: the hinge loss of Lim & Ye and SNGAN/BigGAN: D minimises
@@ -14,14 +14,14 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-LOSSES = ("bce", "study", "hinge")
+LOSSES = ("bce", "l1", "hinge")
 
 
 def discriminator_loss(kind: str, real_logits, fake_logits):
   if kind == "bce":
     return (jnp.mean(jax.nn.softplus(-real_logits)) +
             jnp.mean(jax.nn.softplus(fake_logits)))
-  if kind == "study":
+  if kind == "l1":
     return (jnp.mean(jnp.abs(1.0 - jax.nn.sigmoid(real_logits))) +
             jnp.mean(jnp.abs(jax.nn.sigmoid(fake_logits))))
   if kind == "hinge":
@@ -33,7 +33,7 @@ def discriminator_loss(kind: str, real_logits, fake_logits):
 def generator_loss(kind: str, fake_logits):
   if kind == "bce":
     return jnp.mean(jax.nn.softplus(-fake_logits))
-  if kind == "study":
+  if kind == "l1":
     return jnp.mean(1.0 - jax.nn.sigmoid(fake_logits))
   if kind == "hinge":
     return -jnp.mean(fake_logits)

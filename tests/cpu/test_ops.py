@@ -56,7 +56,7 @@ def train_grads(apply, variables, x, labels=None):
     out, upd = apply({**variables, "params": params}, x, labels, train=True,
                      mutable=["batch_stats"])
     return jnp.sum(jnp.sin(out)), (out, upd)
-  return jax.grad(loss, has_aux=True)(variables["params"])
+  return jax.jit(jax.grad(loss, has_aux=True))(variables["params"])
 
 
 def assert_close_at_scale(got, want, tol=1e-4):

@@ -1,4 +1,4 @@
-"""The GAN losses at known logits, and one study-loss update of a study GAN."""
+"""The GAN losses at known logits, and one update of a study GAN on the l1 loss."""
 
 import jax
 import jax.numpy as jnp
@@ -18,22 +18,22 @@ BIG = 30.0  # sigmoid(BIG) == 1 in float32
     (-BIG, BIG, 2.0),    # D wrong on both batches
     (BIG, BIG, 1.0),     # everything called real
 ])
-def test_study_discriminator_loss_at_known_logits(real, fake, want):
-  got = losses.discriminator_loss("study", jnp.full((4,), real),
+def test_l1_discriminator_loss_at_known_logits(real, fake, want):
+  got = losses.discriminator_loss("l1", jnp.full((4,), real),
                                   jnp.full((4,), fake))
   assert float(got) == pytest.approx(want, abs=1e-6)
 
 
-def test_study_losses_are_mean_absolute_errors_of_the_sigmoid():
+def test_l1_losses_are_mean_absolute_errors_of_the_sigmoid():
   real, fake = jax.random.normal(jax.random.key(0), (2, 16)) * 3
   p_real, p_fake = jax.nn.sigmoid(real), jax.nn.sigmoid(fake)
   np.testing.assert_allclose(
-      losses.discriminator_loss("study", real, fake),
+      losses.discriminator_loss("l1", real, fake),
       np.mean(np.abs(1 - p_real)) + np.mean(np.abs(p_fake)), rtol=1e-6)
-  np.testing.assert_allclose(losses.generator_loss("study", fake),
+  np.testing.assert_allclose(losses.generator_loss("l1", fake),
                              np.mean(1 - p_fake), rtol=1e-6)
-  assert float(losses.generator_loss("study", jnp.zeros(4))) == 0.5
-  assert float(losses.generator_loss("study", jnp.full(4, BIG))) == 0.0
+  assert float(losses.generator_loss("l1", jnp.zeros(4))) == 0.5
+  assert float(losses.generator_loss("l1", jnp.full(4, BIG))) == 0.0
 
 
 @pytest.mark.parametrize("kind", losses.LOSSES)
@@ -61,11 +61,11 @@ def test_unknown_loss_names_the_field():
     losses.discriminator_loss("wgan", jnp.zeros(2), jnp.zeros(2))
 
 
-def test_study_loss_step_lowers_d_then_g_loss():
-  """A small gradient step on the study loss lowers D's loss on the same
+def test_l1_loss_step_lowers_d_then_g_loss():
+  """A small gradient step on the l1 loss lowers D's loss on the same
   batches, then G's loss against the updated D (finite, nonzero grads)."""
   config = config_schema.default_config().gan
-  config.update(architecture="study", loss="study", g_width=4, d_width=4,
+  config.update(architecture="study", loss="l1", g_width=4, d_width=4,
                 latent_dim=8, conv="lax")
   g, d = models.make_gan(config, 8, 1)
   z = jax.random.normal(jax.random.key(0), (16, 8))
@@ -76,12 +76,12 @@ def test_study_loss_step_lowers_d_then_g_loss():
 
   def d_loss(params):
     run = lambda x: d.apply({**d_vars, "params": params}, x, train=False)
-    return losses.discriminator_loss("study", run(real), run(fake))
+    return losses.discriminator_loss("l1", run(real), run(fake))
 
   def g_loss(params, d_params):
     fake = g.apply({**g_vars, "params": params}, z, train=False)
     return losses.generator_loss(
-        "study", d.apply({**d_vars, "params": d_params}, fake, train=False))
+        "l1", d.apply({**d_vars, "params": d_params}, fake, train=False))
 
   def sgd(params, grads, lr=1e-2):
     leaves = jax.tree.leaves(grads)
