@@ -120,9 +120,12 @@ def run_stages(config, workdir: str) -> None:
     timed("train_gan", gan_train.train, config, workdir)
   sources = config_schema.split_list(config.classifier.sources)
   if "synthesize" in stages:
-    checkpoint = (timed("select", selection.choose, config, workdir)
-                  if config.synthesis.select else None)
-    timed("synthesize", synthesis.synthesize, config, workdir, checkpoint)
+    # Without a GAN among the sources (and no evaluate), no GAN is needed:
+    # --config.classifier.sources=real,procedural runs on a fresh workdir.
+    if "gan" in sources or "evaluate" in stages:
+      checkpoint = (timed("select", selection.choose, config, workdir)
+                    if config.synthesis.select else None)
+      timed("synthesize", synthesis.synthesize, config, workdir, checkpoint)
     if "procedural" in sources or "refined" in sources:
       timed("render_procedural", synthesis.render_procedural, config, workdir)
   if "refine" in stages or ("synthesize" in stages and "refined" in sources):

@@ -216,3 +216,17 @@ def test_digits_preset_fills_the_8x8_frame_like_the_real_digits():
   assert 14 < np.median(ink.sum(axis=(1, 2))) < 25
   again, _ = procedural.render_dataset(10, (8, 8, 1), config, 0, 2)
   np.testing.assert_array_equal(images, again)
+
+
+def test_procedural_source_runs_without_a_gan(tiny_config, tmp_path):
+  """synthesize,classify with sources real,procedural needs no trained GAN
+  (how the renderer is tuned on a validation slice, docs/refiner.md)."""
+  import json  # pylint: disable=g-import-not-at-top
+  from gansynth import pipeline  # pylint: disable=g-import-not-at-top
+  config = tiny_config
+  config.stages = "synthesize,classify"
+  config.classifier.sources = "real,procedural"
+  pipeline.run(config, str(tmp_path))
+  results = json.loads((tmp_path / "results.json").read_text())
+  assert sorted(results["sources"]) == ["procedural", "real"]
+  assert not (tmp_path / "synthetic" / "gan").exists()
