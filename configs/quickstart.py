@@ -12,9 +12,9 @@ and tests each on the 360 real test digits. The recipe was chosen on a
 validation slice (train[:1077] / train[1077:]) with
 `python -m gansynth.scoring.ablation --config configs/quickstart.py ...`; see
 docs/gan_quality.md for the table. Result (idle 2-core Intel Xeon, 3 min 52 s
-in all): real 97.2%, GAN 96.7% (no digit below 89%), procedural 58.6%. Procedural
+in all): real 97.2%, GAN 96.7% (no digit below 89%), procedural 68.6%. Procedural
 digits use the `digits` preset; the SimGAN refiner (docs/refiner.md) is
-off unless `refined` is added to the sources.
+off unless `refined` is added to the sources (refined 70.8%).
 Then `--config.stages=evaluate` writes report.md (a smaller sweep than the
 default: 2 seeds, 5% and all real labels, with and without GAN images).
 """
