@@ -16,8 +16,7 @@ This full-size config is meant for an accelerator (10,000 steps of ten
 64-wide DCGANs). `configs/mnist.py:cpu` is the run for 2 CPU cores (widths
 32, batch 32, 7,000 steps, about 30 minutes of GAN training on an idle
 2-core CPU; classifier 3 epochs). It gave real 99.40%, GAN-only 98.30%,
-procedural 81.9% on
-the held-out train[55000:] (README, docs/gan_quality.md).
+procedural 81.9% on the held-out train[55000:] (README, docs/gan_quality.md).
 
 Offline import of the original IDX files (see README, "Real data"):
   python -m gansynth.main --config configs/mnist.py --workdir /tmp/mnist \\
