@@ -1,15 +1,21 @@
 """Shared fixtures: tiny configs on real (bundled) data, temp workdirs."""
 
 import os
+import sys
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# Tests run tiny programs many times and compile each once: skip LLVM's
-# optimisation passes, which halves a cold run on 2 CPU cores (XLA's own
-# graph optimisations still run). Benchmarks and real runs keep the default.
+# The default run compiles many tiny programs once each: without LLVM's
+# optimisation passes (XLA's own graph passes still run) a cold run takes
+# half the time on 2 CPU cores. A run that picks markers itself (`-m slow`,
+# CI's second step: real data, long equality checks) keeps XLA's default
+# level 3, as users run. Set here, in the main process, so that xdist
+# workers inherit it.
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+  _level = 3 if any(a.startswith("-m") for a in sys.argv[1:]) else 0
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                             " --xla_backend_optimization_level=0").strip()
+                             f" --xla_backend_optimization_level={_level}"
+                             ).strip()
 
 import importlib  # noqa: E402
 import tempfile  # noqa: E402
