@@ -6,9 +6,9 @@ convolutions, select-and-scatter pooling gradients), so on the CPU `auto`
 maps the same step and the same models differently:
   * gan_axis.py: how the K GANs are mapped (`gan.strategy`: unroll,
     conv_unroll, vmap);
-  * ops.py + matmul_conv.py: convolutions as matrix products, upsampling
-    folded into the next convolution, max-pool gradients without scatters
-    (`gan.conv`), applied to the models' `apply` functions;
+  * ops.py + matmul_conv.py: convolutions as matrix products and max-pool
+    gradients without scatters (`gan.conv`), applied to the models' `apply`
+    functions;
   * layout.py: under `unroll`, the train chunk carries the K GANs unstacked.
 Off the CPU, `auto` is plain vmap with XLA's convolutions, and nothing here
 runs. Every strategy gives the plain path's numbers up to float round-off.

@@ -247,42 +247,6 @@ def conv_transpose_padding(kernel_size: Sequence[int],
   return pads
 
 
-# Row u of the 4x4 kernel sums these taps of the 3x3 one (see upsampling).
-_UPSAMPLE_TAPS = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 1], [0, 0, 1]],
-                          np.float32)
-
-
-def upsampling(conv_fn=None):
-  """conv_fn (a conv_general_dilated; None: lax's) applied to the 2x
-  nearest-upsampled input, for a 3x3 stride-1 "SAME" convolution.
-
-  Upsampling then convolving is one transposed convolution of the small
-  input: output row 2i sees input rows i-1 (tap 0) and i (taps 1+2), row
-  2i+1 sees rows i (taps 0+1) and i+1 (tap 2), so it is an input-dilated
-  (stride-2 transposed) convolution with the 4x4 kernel T K T^T, T =
-  _UPSAMPLE_TAPS. Same function and parameters; 16 products per input pixel
-  and channel pair instead of 36, and no upsampled copy.
-  """
-  conv_fn = conv_fn or lax.conv_general_dilated
-
-  def conv(lhs, rhs, window_strides, padding, lhs_dilation=None,
-           rhs_dilation=None, dimension_numbers=None, **kwargs):
-    dnums = lax.conv_dimension_numbers(lhs.shape, rhs.shape,
-                                       dimension_numbers)
-    if (dnums != _NHWC or rhs.shape[:2] != (3, 3) or padding != "SAME"
-        or set(window_strides) != {1} or set(lhs_dilation or (1,)) != {1}
-        or set(rhs_dilation or (1,)) != {1}):
-      raise ValueError("upsampling() takes a 3x3 stride-1 'SAME' NHWC/HWIO "
-                       f"convolution; got kernel {rhs.shape}, padding "
-                       f"{padding!r}, strides {window_strides}")
-    taps = jnp.asarray(_UPSAMPLE_TAPS, rhs.dtype)
-    w4 = jnp.einsum("ua,vb,abco->uvco", taps, taps, rhs)
-    return conv_fn(lhs, w4, (1, 1), ((2, 2), (2, 2)), (2, 2), None,
-                   dimension_numbers, **kwargs)
-
-  return conv
-
-
 CONVS = ("auto", "lax", "matmul")
 # The CPU rule of conv="auto" (see prefers_matmul).
 MATMUL_MAX_DILATED_INPUT = 16  # transposed convs from grids up to 16x16

@@ -4,10 +4,7 @@
 and evaluates it again, equation by equation, inside the caller's trace, so
 autodiff, vmap and jit see the replacements, not the originals:
   * a convolution is computed by `matmul_conv` where the rule of `conv`
-    picks it (matmul_conv.conv_function); a nearest 2x upsampling (the
-    primitives of `models.upsample_2x`) feeding a 3x3 "SAME" convolution is
-    folded into one transposed convolution of the small input
-    (matmul_conv.upsampling);
+    picks it (matmul_conv.conv_function);
   * a 2x2 stride-2 max-pool is a max over reshaped axes with a hand-written
     VJP (`max_pool_2x2`): XLA:CPU's select-and-scatter gradient of
     nn.max_pool becomes gathers and scatters under a vmap over GANs.
@@ -30,7 +27,7 @@ _INLINED = ("jit", "pjit", "closed_call")
 
 
 def lowered(apply: Callable, conv: str) -> Callable:
-  """`apply` with its convolutions, upsamplings and 2x2 max-pools in the
+  """`apply` with its convolutions and 2x2 max-pools in the
   forms above; keyword arguments are static (e.g. flax's `train`,
   `mutable`). With conv="lax" the convolutions stay lax's."""
   conv_fn = matmul_conv.conv_function(conv) or lax.conv_general_dilated
@@ -47,7 +44,6 @@ def lowered(apply: Callable, conv: str) -> Callable:
 def _evaluate(jaxpr: jex_core.Jaxpr, consts: Sequence[Any],
               args: Sequence[Any], conv_fn: Callable) -> list[Any]:
   env: dict[Any, Any] = {}
-  producer: dict[Any, jex_core.JaxprEqn] = {}
 
   def read(v):
     return v.val if isinstance(v, jex_core.Literal) else env[v]
@@ -61,7 +57,8 @@ def _evaluate(jaxpr: jex_core.Jaxpr, consts: Sequence[Any],
     if prim.name in _INLINED and isinstance(body, jex_core.ClosedJaxpr):
       outs = _evaluate(body.jaxpr, body.consts, vals, conv_fn)
     elif prim is lax.conv_general_dilated_p:
-      outs = [_conv(vals, eqn, producer, env, conv_fn)]
+      params = {k: v for k, v in params.items() if k != "out_sharding"}
+      outs = [conv_fn(*vals, **params)]
     elif prim is lax.reduce_window_max_p and _is_pool_2x2(params):
       outs = [max_pool_2x2(vals[0], params["padding"])]
     else:
@@ -69,54 +66,7 @@ def _evaluate(jaxpr: jex_core.Jaxpr, consts: Sequence[Any],
       outs = outs if prim.multiple_results else [outs]
     for v, o in zip(eqn.outvars, outs):
       env[v] = o
-      producer[v] = eqn
   return [read(v) for v in jaxpr.outvars]
-
-
-def _conv(vals, eqn, producer, env, conv_fn):
-  params = {k: v for k, v in eqn.params.items() if k != "out_sharding"}
-  small = _upsampled_from(eqn.invars[0], producer)
-  if (small is not None and eqn.invars[1].aval.shape[:2] == (3, 3)
-      and tuple(params["padding"]) == ((1, 1), (1, 1))
-      and set(params["window_strides"]) == {1}
-      and set(params["lhs_dilation"]) == {1}
-      and set(params["rhs_dilation"]) == {1}
-      and params["feature_group_count"] == 1
-      and params["batch_group_count"] == 1):
-    return matmul_conv.upsampling(conv_fn)(
-        env[small], vals[1], (1, 1), "SAME",
-        dimension_numbers=params["dimension_numbers"],
-        precision=params["precision"],
-        preferred_element_type=params["preferred_element_type"])
-  return conv_fn(*vals, **params)
-
-
-def _upsampled_from(var, producer):
-  """The NHWC input x if `var` is jnp.repeat(jnp.repeat(x, 2, 1), 2, 2)
-  (broadcast, reshape, broadcast, reshape), else None."""
-  chain = []
-  for _ in range(4):
-    eqn = producer.get(var)
-    if eqn is None:
-      return None
-    chain.append(eqn)
-    var = eqn.invars[0]
-  names = [e.primitive.name for e in chain]
-  if names != ["reshape", "broadcast_in_dim", "reshape", "broadcast_in_dim"]:
-    return None
-  x = var.aval.shape
-  if len(x) != 4:
-    return None
-  n, h, w, c = x
-  want = [(n, 2 * h, 2 * w, c), (n, 2 * h, w, 2, c), (n, 2 * h, w, c),
-          (n, h, 2, w, c)]
-  dims = [None, (0, 1, 2, 4), None, (0, 1, 3, 4)]
-  for eqn, shape, d in zip(chain, want, dims):
-    if tuple(eqn.outvars[0].aval.shape) != shape:
-      return None
-    if d is not None and tuple(eqn.params["broadcast_dimensions"]) != d:
-      return None
-  return var
 
 
 def _is_pool_2x2(params) -> bool:

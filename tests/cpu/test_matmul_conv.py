@@ -117,28 +117,3 @@ def test_auto_rule():
                                           backend=backend)
   with pytest.raises(ValueError, match="config.gan.conv='fft'"):
     matmul_conv.conv_function("fft")
-
-
-@pytest.mark.parametrize("conv", matmul_conv.CONVS)
-@pytest.mark.parametrize("size", [1, 4, 7])
-def test_upsampling_conv_is_upsample_then_conv(conv, size):
-  """Values and gradients of conv(2x nearest upsample of x), every conv."""
-  kx, kw_ = jax.random.split(jax.random.key(0))
-  x = jax.random.normal(kx, (2, size, size + 1, 3))
-  w = jax.random.normal(kw_, (3, 3, 3, 4)) / 3.0
-  upsampled = lambda x, w, **kw: lax.conv_general_dilated(
-      jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2), w, **kw)
-  fused = matmul_conv.upsampling(matmul_conv.conv_function(conv))
-  got = value_and_grads(fused, x, w, window_strides=(1, 1), padding="SAME")
-  want = value_and_grads(upsampled, x, w, window_strides=(1, 1),
-                         padding="SAME")
-  chex.assert_trees_all_close(got, want, atol=1e-4, rtol=1e-4)
-
-
-def test_upsampling_rejects_what_it_does_not_compute():
-  x, w = jnp.zeros((1, 4, 4, 3)), jnp.zeros((5, 5, 3, 4))
-  with pytest.raises(ValueError, match="3x3 stride-1 'SAME'"):
-    matmul_conv.upsampling()(x, w, (1, 1), "SAME", dimension_numbers=NHWC)
-  with pytest.raises(ValueError, match="3x3 stride-1 'SAME'"):
-    matmul_conv.upsampling()(x, w[:3, :3], (1, 1), "VALID",
-                             dimension_numbers=NHWC)

@@ -1,5 +1,5 @@
 """ops.lowered: the plain models' numbers (values and gradients), in the CPU
-forms of their convolutions, upsamplings and max-pools."""
+forms of their convolutions and max-pools."""
 
 import flax.linen as nn
 import jax
@@ -103,20 +103,3 @@ def test_lowered_nets_take_labels():
   want = train_grads(g.apply, g_vars, z, y)
   assert_close_at_scale(
       train_grads(ops.lowered(g.apply, "matmul"), g_vars, z, y), want)
-
-
-@pytest.mark.parametrize("size,folded", [(32, 3), (28, 2)])
-def test_study_generator_upsamplings_are_folded(size, folded):
-  """Each nearest upsampling and the 3x3 conv after it become one transposed
-  (input-dilated) conv of the small input, whatever computes it."""
-  g, _ = models.make_gan(gan_config("study"), size, 1)
-  z = jnp.ones((2, 100))
-  g_vars = g.init(jax.random.key(1), z, train=False)
-  fast = ops.lowered(g.apply, "lax")
-  jaxpr = jax.make_jaxpr(lambda v: fast(v, z, train=False))(g_vars)
-  convs = [e for e in jaxpr.jaxpr.eqns
-           if e.primitive.name == "conv_general_dilated"]
-  assert [tuple(e.params["lhs_dilation"]) for e in convs] == (
-      [(2, 2)] * folded + [(1, 1)] * (3 - folded))
-  np.testing.assert_allclose(fast(g_vars, z, train=False),
-                             g.apply(g_vars, z, train=False), atol=1e-5)
