@@ -82,4 +82,5 @@ def repeat_step(step_fn: Callable, metric_shapes: dict[str, tuple[int, ...]],
     return train_loop.repeat_step(step_fn, metric_shapes)
   convert = lambda f: lambda state: state.replace(gans=f(state.gans))
   return layout.repeat_step_unstacked(step_fn, metric_shapes,
-                                  enter=convert(split), leave=convert(join))
+                                      to_carried=convert(split),
+                                      from_carried=convert(join))

@@ -13,32 +13,33 @@ from gansynth.gan import train_loop
 
 
 def repeat_step_unstacked(step_fn: Callable,
-                      metric_shapes: dict[str, tuple[int, ...]],
-                      enter: Callable, leave: Callable) -> Callable:
+                          metric_shapes: dict[str, tuple[int, ...]],
+                          to_carried: Callable,
+                          from_carried: Callable) -> Callable:
   """train_loop.repeat_step for a step_fn that carries another layout:
-  `enter` converts the state given to it (jitted, once per chunk; the
-  state given is freed, as a donation would), `leave` converts back, and
-  the state returned keeps the shardings of the one given. The chunk's
-  `.step` is the compiled step and `.enter` the conversion (the state as
+  `to_carried` converts the state given to it (jitted, once per chunk; the
+  state given is freed, as a donation would), `from_carried` converts back,
+  and the state returned keeps the shardings of the one given. The chunk's
+  `.step` is the compiled step and `.to_carried` the conversion (the state as
   `.step` carries it)."""
   inner = train_loop.repeat_step(step_fn, metric_shapes)
   # Not donated: the layouts' buffers differ in shape, so none could be reused.
-  enter, leave = jax.jit(enter), jax.jit(leave)
+  to_carried, from_carried = jax.jit(to_carried), jax.jit(from_carried)
 
   def chunk(state: Any, *args_and_num_steps, stop=lambda: False):
     shardings = [x.sharding for x in jax.tree.leaves(state)]
-    given, state = state, enter(state)
+    given, state = state, to_carried(state)
     release(given, keep=state)
     del given
     state, metrics = inner(state, *args_and_num_steps, stop=stop)
-    state = leave(state)
+    state = from_carried(state)
     if [x.sharding for x in jax.tree.leaves(state)] != shardings:
       state = jax.tree.unflatten(jax.tree.structure(state), jax.device_put(
           jax.tree.leaves(state), shardings))
     return state, metrics
 
   chunk.step = inner.step
-  chunk.enter = enter
+  chunk.to_carried = to_carried
   return chunk
 
 

@@ -125,7 +125,8 @@ def time_step(config, steps: int, repeats: int,
   state = gan_train.create_state(config, jax.random.key(0))
   chunk = gan_train.make_train_chunk(config)
   # The layout the steps carry (converted once per chunk).
-  carried = chunk.enter(state) if hasattr(chunk, "enter") else state
+  carried = (chunk.to_carried(state) if hasattr(chunk, "to_carried")
+             else state)
   t = time.perf_counter()
   compiled = chunk.step.lower(carried, data).compile()
   compile_s = time.perf_counter() - t

@@ -139,7 +139,7 @@ def test_unroll_carries_the_gans_apart():
   of parameters to slice and rebuild each step); split/join round-trip."""
   config = tiny_config("dcgan", "unroll")
   state = gan_train.create_state(config, jax.random.key(0))
-  carried = gan_train.make_train_chunk(config).enter(state)
+  carried = gan_train.make_train_chunk(config).to_carried(state)
   assert isinstance(carried.gans, tuple) and len(carried.gans) == K
   chex.assert_trees_all_equal(gan_axis.join(carried.gans), state.gans)
   assert not cpu.holds_unstacked(tiny_config("dcgan", "conv_unroll"))

@@ -17,12 +17,12 @@ def test_enter_and_leave_change_the_layout_once_per_chunk():
     return (value + increment, taken + 1), {"value": value.astype(jnp.float32)}
 
   chunk = layout.repeat_step_unstacked(
-      pair_step, {"value": ()}, enter=lambda s: (s, jnp.int32(0)),
-      leave=lambda pair: 100 * pair[0] + pair[1])
+      pair_step, {"value": ()}, to_carried=lambda s: (s, jnp.int32(0)),
+      from_carried=lambda pair: 100 * pair[0] + pair[1])
   state, metrics = chunk(jnp.int32(0), jnp.int32(2), 4)
   assert int(state) == 100 * 8 + 4
   np.testing.assert_allclose(metrics["value"], (0 + 2 + 4 + 6) / 4)
-  assert chunk.enter(jnp.int32(5))[0] == 5
+  assert chunk.to_carried(jnp.int32(5))[0] == 5
   # The state given is consumed, as a donated one would be: freed, not held
   # twice while the chunk runs.
   given = jnp.int32(0)
