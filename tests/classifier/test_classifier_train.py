@@ -31,6 +31,7 @@ def test_cosine_schedule_warms_up_then_decays_to_zero(tiny_config):
       cfg.learning_rate)
 
 
+@pytest.mark.slow  # 15-40 s of training; CI's second step
 def test_recipe_learns_real_digits_and_is_stored_apart(tiny_config,
                                                        tmp_path):
   """Shifted, cosine-scheduled training learns the digits; a classifier

@@ -72,12 +72,20 @@ def test_conv_unrolled_matches_vmap(layer):
   chex.assert_trees_all_close(got, want, atol=1e-4, rtol=1e-4)
 
 
+# In the default run: the CPU path of tiny configs (conv_unroll:auto) on the
+# study nets (pooling VJP), and vmap with matmul convs on both; the rest run
+# in CI's slow step.
+_FAST = {("conv_unroll", "auto", "study"), ("vmap", "matmul", "study"),
+         ("vmap", "matmul", "dcgan")}
+
+
 @pytest.mark.parametrize("strategy,conv,architecture", [
-    pytest.param(strategy, conv, arch, marks=() if fast else pytest.mark.slow)
-    for strategy, conv, fast in [
-        ("conv_unroll", "auto", True), ("vmap", "matmul", True),
-        ("conv_unroll", "lax", False), ("unroll", "lax", False),
-        ("unroll", "auto", False)]
+    pytest.param(strategy, conv, arch,
+                 marks=() if (strategy, conv, arch) in _FAST else
+                 pytest.mark.slow)
+    for strategy, conv in [
+        ("conv_unroll", "auto"), ("vmap", "matmul"), ("conv_unroll", "lax"),
+        ("unroll", "lax"), ("unroll", "auto")]
     for arch in ("study", "dcgan")])
 def test_cpu_path_matches_plain_vmap(strategy, conv, architecture):
   """Three train steps of every CPU strategy (and conv), vs the plain path

@@ -67,6 +67,7 @@ def test_stratified_subsets_are_nested_and_keep_class_shares():
   assert set(small) <= set(big)
 
 
+@pytest.mark.slow  # 15-40 s of training; CI's second step
 def test_cas_identical_source_scores_like_real_shuffled_near_chance(
     tmp_path, tfds_dir):
   config = eval_config(tfds_dir)

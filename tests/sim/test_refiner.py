@@ -49,6 +49,7 @@ def test_refiner_keeps_shape_and_range():
   assert logits.shape == (5, 3, 3)  # one logit per patch
 
 
+@pytest.mark.slow  # 15-40 s of training; CI's second step
 def test_large_lambda_keeps_r_near_identity(tiny_config):
   rendered, real = images(64, 0), images(64, 1)
 
