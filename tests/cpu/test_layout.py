@@ -10,7 +10,7 @@ def counting_step(state, increment):
   return state + increment, {"value": state.astype(jnp.float32)}
 
 
-def test_enter_and_leave_change_the_layout_once_per_chunk():
+def test_layout_changes_once_per_chunk():
   """The steps carry (state, steps taken); the caller sees a plain state."""
   def pair_step(pair, increment):
     value, taken = pair
