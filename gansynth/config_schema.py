@@ -141,6 +141,7 @@ def default_config() -> ml_collections.ConfigDict:
   config.classifier.schedule = "constant"  # or "cosine" (with warm-up)
   config.classifier.warmup_fraction = 0.05
   config.classifier.shift = 0  # random shifts of up to this many pixels
+  config.classifier.flip = False  # random left-right mirroring
   config.classifier.seed = 0
   config.classifier.eval_batch_size = 1000
 

@@ -95,9 +95,11 @@ def create_state(config, key: jax.Array,
 
 
 def train_step(state: ClassifierState, images: jax.Array, labels: jax.Array,
-               *, model, tx, batch_size: int, shift: int = 0):
+               *, model, tx, batch_size: int, shift: int = 0,
+               flip: bool = False):
   """One Adam step on a batch drawn from the epoch-shuffled training set,
-  each image shifted by up to `shift` pixels (edges repeated)."""
+  each image shifted by up to `shift` pixels (edges repeated) and, with
+  `flip`, mirrored left-right at random."""
   key = jax.random.wrap_key_data(state.rng)
   n = labels.shape[0]
   idx = input_pipeline.epoch_shuffled_indices(key, jnp.int32(n), n,
@@ -106,6 +108,9 @@ def train_step(state: ClassifierState, images: jax.Array, labels: jax.Array,
   x = augment.random_shift(
       jax.random.fold_in(jax.random.fold_in(key, 1), state.step), x, shift,
       mode="edge")
+  if flip:
+    x = augment.random_flip(
+        jax.random.fold_in(jax.random.fold_in(key, 2), state.step), x)
 
   def loss_fn(params):
     logits = model.apply({"params": params}, x)
@@ -130,7 +135,7 @@ def make_train_chunk(config, total_steps: int | None = None):
 
 # The settings a training run depends on (beyond the data).
 RECIPE = ("width", "learning_rate", "batch_size", "schedule",
-          "warmup_fraction", "shift")
+          "warmup_fraction", "shift", "flip")
 
 
 @functools.lru_cache(maxsize=8)
@@ -139,7 +144,8 @@ def _train_chunk(num_classes: int, recipe: tuple, total_steps: int):
   step = functools.partial(train_step,
                            model=models.make_classifier(cfg, num_classes),
                            tx=optimizer(cfg, total_steps),
-                           batch_size=cfg.batch_size, shift=cfg.shift)
+                           batch_size=cfg.batch_size, shift=cfg.shift,
+                           flip=cfg.flip)
   return train_loop.repeat_step(step, {"loss": (), "accuracy": ()})
 
 
@@ -171,9 +177,17 @@ def fingerprint(images: np.ndarray, labels: np.ndarray,
 def recipe_text(cfg, total_steps: int) -> str:
   """The recipe as text for `fingerprint` ("" for the original recipe, so
   classifiers stored before these settings existed are still found)."""
-  if (cfg.schedule, cfg.shift, cfg.epochs) == ("constant", 0, 0):
+  if (cfg.schedule, cfg.shift, cfg.epochs, cfg.flip) == ("constant", 0, 0,
+                                                        False):
     return ""
-  return repr(sorted((k, cfg[k]) for k in RECIPE)) + f"|{total_steps}"
+  return repr(sorted((k, cfg[k]) for k in RECIPE
+                     if k not in _ADDED_LATER or cfg[k] != _ADDED_LATER[k])
+              ) + f"|{total_steps}"
+
+
+# Settings added after classifiers were first stored, left out of the text at
+# these defaults so that those classifiers are still found.
+_ADDED_LATER = {"flip": False}
 
 
 def store_meta(config, source: str) -> dict[str, Any]:

@@ -53,6 +53,12 @@ def random_shift(key: jax.Array, x: jax.Array, max_shift: int,
       im, (m - a, m - b, 0), (h, w, c)))(padded, dy, dx)
 
 
+def random_flip(key: jax.Array, x: jax.Array) -> jax.Array:
+  """Mirrors each NHWC image left-right with probability 1/2."""
+  flip = jax.random.bernoulli(key, 0.5, (x.shape[0], 1, 1, 1))
+  return jnp.where(flip, x[:, :, ::-1], x)
+
+
 def translation(key: jax.Array, x: jax.Array, strength: float = 1.0,
                 ratio: float = 0.125) -> jax.Array:
   """Shifts each image by up to `ratio * strength` of its side, zero-filled."""

@@ -1,5 +1,8 @@
-"""The classifier recipe: epochs, warm-up + cosine schedule, random shifts."""
+"""The classifier recipe: epochs, warm-up + cosine schedule, random shifts
+and mirroring."""
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -64,3 +67,25 @@ def test_recipe_learns_real_digits_and_is_stored_apart(tiny_config,
   assert not np.array_equal(
       np.asarray(state.params["Dense_0"]["kernel"]),
       np.asarray(other.params["Dense_0"]["kernel"]))
+
+
+def test_flip_changes_the_step_and_the_stored_recipe(tiny_config):
+  """Mirroring changes what a step trains on, so a classifier stored without
+  it is not reused; with it off the recipe text is what it always was."""
+  config = tiny_config
+  images, labels = input_pipeline.load_split(config.data, "train")
+  cfg = config.classifier
+  cfg.shift = 1
+  plain = classifier_train.recipe_text(cfg, 100)
+  assert "flip" not in plain
+  cfg.flip = True
+  assert classifier_train.recipe_text(cfg, 100) != plain
+
+  def one_step(flip):
+    config.classifier.flip = flip
+    state = classifier_train.create_state(config, jax.random.key(0))
+    state, _ = classifier_train.make_train_chunk(config)(
+        state, jnp.asarray(images), jnp.asarray(labels), 1)
+    return np.asarray(state.params["Dense_0"]["kernel"])
+
+  assert not np.array_equal(one_step(True), one_step(False))

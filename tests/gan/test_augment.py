@@ -73,3 +73,12 @@ def test_random_shift_edge_mode_repeats_the_border():
   # Every output pixel is a value of the input (no zeros brought in).
   assert set(np.unique(y).tolist()) <= set(range(16))
   assert augment.random_shift(jax.random.key(5), x, 0) is x
+
+
+def test_random_flip_mirrors_about_half_the_images_and_keeps_the_rest():
+  x = images(n=200)
+  y = augment.random_flip(jax.random.key(3), x)
+  mirrored = np.all(np.asarray(y) == np.asarray(x[:, :, ::-1]), axis=(1, 2, 3))
+  kept = np.all(np.asarray(y) == np.asarray(x), axis=(1, 2, 3))
+  assert np.all(mirrored ^ kept)
+  assert 70 < mirrored.sum() < 130
