@@ -10,8 +10,9 @@ the run for 2 CPU cores (widths 32, batch 32, 7,000 steps: about 29 minutes
 of GAN training on an idle 2-core Xeon; synthesis from the raw generator).
 Result of `:cpu`, trained on `train[:54000]` and scored on the held-out
 `train[54000:]`: real 90.6%, GAN 86.3%; on the official test split, mean of
-classifier seeds 0 and 1: real 90.4%, GAN 86.0% (docs/gan_quality.md). Offline, import the IDX files first (Debian:
-apt-get install dataset-fashion-mnist):
+classifier seeds 0 and 1: real 90.4%, GAN 86.0% (docs/gan_quality.md).
+Offline, import the IDX files first (Debian: apt-get install
+dataset-fashion-mnist):
   python -m gansynth.main --config configs/fashion_mnist.py --workdir /tmp/fm \\
       --config.data.source_dir=/usr/share/datasets/fashion-mnist \\
       --config.stages=prepare
@@ -43,8 +44,8 @@ def get_config(variant: str = ""):
     config.gan.update(g_width=32, d_width=32, batch_size=32,
                       train_steps=7000)
     config.classifier.epochs = 3
-    # At 7,000 steps the raw generator beat the EMA generator (decay 0.999,
-    # which still lags) on every validation comparison.
+    # Synthesize from the raw generator: at 7,000 steps the EMA generator
+    # (decay 0.999) still lags behind it (docs/gan_quality.md).
     config.synthesis.use_ema = False
     return config
   return config_schema.apply_variant(config, variant)
