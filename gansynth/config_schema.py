@@ -91,6 +91,9 @@ def default_config() -> ml_collections.ConfigDict:
   config.synthesis.num_per_class = 7300  # the study's number per digit
   config.synthesis.batch_size = 1000
   config.synthesis.use_ema = True  # the EMA generator where there is one
+  # Latents per GAN whose batch statistics replace G's BN running averages
+  # before synthesis (standing statistics; 0: keep the running averages).
+  config.synthesis.standing_stats = 0
   # Choose the stored GAN step (and EMA or not) by the accuracy on real
   # images of `select_split` of a short classifier trained on each
   # candidate's images (selection.py). The split is carved from the training
@@ -355,6 +358,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   need(all(explicit) or not any(explicit), "mesh.coordinator_address",
        "give mesh.coordinator_address, mesh.num_processes and "
        "mesh.process_id together (or none, to let JAX find the cluster)")
+  need(config.synthesis.standing_stats >= 0, "synthesis.standing_stats",
+       "must be 0 (off) or a number of latents per GAN")
   for field in ("gan.latent_dim", "gan.g_width", "gan.d_width",
                 "gan.batch_size", "gan.train_steps", "gan.log_every",
                 "gan.checkpoint_every", "gan.grid_per_class",

@@ -364,6 +364,39 @@ def uses_ema(config) -> bool:
   return config.synthesis.use_ema and config.gan.ema_decay > 0
 
 
+def standing_stats(config, gans: GANTrainState, key: jax.Array,
+                   num_samples: int, nets: Nets | None = None
+                   ) -> GANTrainState:
+  """`gans` with G's batch-norm statistics measured on its own samples.
+
+  BN's running averages follow the raw generator's last training batches,
+  which the EMA generator never produced. As BigGAN's "standing statistics"
+  (Brock et al. 2019), the generator that samples (EMA or raw) runs in
+  training mode on `num_samples` latents per GAN, and their batch mean and
+  variance replace the running averages. A conditional GAN draws its labels
+  evenly over the classes.
+  """
+  nets = nets or make_nets(config)
+  params_of = (lambda g: g.g_ema) if uses_ema(config) else (
+      lambda g: g.g_params)
+  classes = label_classes(config)
+  labels = (jnp.arange(num_samples, dtype=jnp.int32) % classes
+            if classes else None)
+
+  def measure(gan: GANTrainState, z):
+    zeros = jax.tree.map(jnp.zeros_like, gan.g_stats)
+    _, upd = nets.g_apply({"params": params_of(gan), "batch_stats": zeros},
+                          z, labels, train=True, mutable=["batch_stats"])
+    # flax BN: new = momentum * old + (1 - momentum) * batch; old is zero.
+    stats = jax.tree.map(lambda s: s / (1.0 - models.BN_MOMENTUM),
+                         upd["batch_stats"])
+    return gan.replace(g_stats=stats)
+
+  z = jax.random.normal(key, (num_gans(config), num_samples,
+                              config.gan.latent_dim))
+  return jax.jit(jax.vmap(measure))(gans, z)
+
+
 def fixed_noise(config, per_class: int) -> jax.Array:
   key = jax.random.fold_in(jax.random.key(config.seed), 7)
   return jax.random.normal(key, (num_rows(config), per_class,

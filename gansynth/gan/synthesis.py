@@ -37,13 +37,18 @@ def generate(config, state: gan_train.TrainState, num_per_class: int,
   k = gan_train.num_rows(config)
   batch = min(config.synthesis.batch_size, num_per_class)
   key = jax.random.fold_in(jax.random.key(seed), 11)
+  gans = state.gans
+  if config.synthesis.standing_stats:
+    gans = gan_train.standing_stats(
+        config, gans, jax.random.fold_in(jax.random.key(seed), 13),
+        config.synthesis.standing_stats, nets)
   chunks = []
   bar = progress.bar(k * num_per_class, "synthesis", unit="img")
   for i, start in enumerate(range(0, num_per_class, batch)):
     n = min(batch, num_per_class - start)
     z = jax.random.normal(jax.random.fold_in(key, i),
                           (k, batch, config.gan.latent_dim))
-    chunks.append(input_pipeline.to_uint8(sampler(state.gans, z))[:, :n])
+    chunks.append(input_pipeline.to_uint8(sampler(gans, z))[:, :n])
     bar.update(k * n)
   bar.close()
   images = np.concatenate(chunks, axis=1)  # [K, N, H, W, C]
@@ -62,12 +67,12 @@ def synthesize(config, workdir: str,
   nets = gan_train.make_nets(config)
   step = None if checkpoint is None else checkpoint["step"]
   state = gan_train.restore_trained(config, workdir, nets, step)
-  stamp = {"gan_step": int(state.step),
-           "num_per_class": config.synthesis.num_per_class,
-           "seed": config.seed}
   if checkpoint is not None:
     config = with_ema(config, checkpoint["ema"])
-    stamp["ema"] = gan_train.uses_ema(config)
+  stamp = {"gan_step": int(state.step),
+           "num_per_class": config.synthesis.num_per_class,
+           "seed": config.seed, "ema": gan_train.uses_ema(config),
+           "standing_stats": config.synthesis.standing_stats}
   return sources.store_source(
       workdir, "gan", stamp,
       lambda: generate(config, state, config.synthesis.num_per_class,
