@@ -115,6 +115,8 @@ def default_config() -> ml_collections.ConfigDict:
   # `refined` is among classifier.sources).
   config.refiner = ml_collections.ConfigDict()
   config.refiner.per_class = False  # True: K refiners, one per class
+  # True: the one refiner's patch D also sees each image's label (projection)
+  config.refiner.conditional = False
   config.refiner.width = 64  # R's feature maps (the paper's 64)
   config.refiner.num_blocks = 4  # R's ResNet blocks (the paper's 4)
   config.refiner.d_width = 64  # D's widths: 1.5x, 1x, 0.5x, 0.5x this
@@ -378,6 +380,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for field in ("gan.beta1", "gan.beta2"):
     need(0 <= config.gan[field.split(".")[1]] < 1, field, "must be in [0, 1)")
   r = config.refiner
+  need(not (r.conditional and r.per_class), "refiner.conditional",
+       "is for the one refiner of all classes; a per-class refiner's D "
+       "already sees one class (set refiner.per_class=False)")
   need(isinstance(r.per_class, bool), "refiner.per_class",
        "True (one refiner per class) or False (one for all classes)")
   for field in ("width", "num_blocks", "d_width", "batch_size",

@@ -99,24 +99,37 @@ class PatchDiscriminator(nn.Module):
 
   The paper's layers (widths 96, 64, 32, 32 for width 64): two strided 3x3
   convs, a 3x3 max pool (stride 1), a 3x3 and a 1x1 conv, then a 1x1 conv to
-  one logit per patch: [N, H/4, W/4].
+  one logit per patch: [N, H/4, W/4]. With `num_classes`, each patch's logit
+  adds the projection <embed(y), h> of its features h (Miyato & Koyama
+  2018), so a patch is judged against real images of its image's class.
   """
   width: int = 64
+  num_classes: int = 0
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, labels=None):
     w = self.width
     x = nn.relu(nn.Conv(w * 3 // 2, (3, 3), strides=2)(x))
     x = nn.relu(nn.Conv(w, (3, 3), strides=2)(x))
     x = nn.max_pool(x, (3, 3), strides=(1, 1), padding="SAME")
     x = nn.relu(nn.Conv(max(1, w // 2), (3, 3))(x))
-    x = nn.relu(nn.Conv(max(1, w // 2), (1, 1))(x))
-    return nn.Conv(1, (1, 1))(x)[..., 0]
+    h = nn.relu(nn.Conv(max(1, w // 2), (1, 1))(x))
+    logits = nn.Conv(1, (1, 1))(h)[..., 0]
+    if not self.num_classes:
+      return logits
+    embed = nn.Embed(self.num_classes, h.shape[-1], name="class_projection")
+    return logits + jnp.einsum("nhwc,nc->nhw", h, embed(labels))
 
 
-def make_networks(cfg) -> tuple[Refiner, PatchDiscriminator]:
+def d_classes(cfg, num_classes: int) -> int:
+  """Classes the single refiner's D is conditioned on (0: unconditional)."""
+  return num_classes if cfg.conditional else 0
+
+
+def make_networks(cfg, num_classes: int = 0
+                  ) -> tuple[Refiner, PatchDiscriminator]:
   return (Refiner(cfg.width, cfg.num_blocks),
-          PatchDiscriminator(cfg.d_width))
+          PatchDiscriminator(cfg.d_width, d_classes(cfg, num_classes)))
 
 
 def optimizer(cfg) -> optax.GradientTransformation:
@@ -139,23 +152,29 @@ class RefinerState:
   d_params: Any
   r_opt: Any
   d_opt: Any
-  history: jax.Array  # float32 [history_size, H, W, C], refined images
+  # float32 [history_size, H, W, C], refined images; for a conditional D the
+  # pair (those images, their int32 labels [history_size]).
+  history: Any
   history_count: jax.Array  # int32 scalar: slots filled so far
   rng: jax.Array  # raw uint32 key data, so checkpoints hold plain arrays
 
 
 def create_state(cfg, image_shape: tuple[int, int, int],
-                 key: jax.Array) -> RefinerState:
-  refiner, disc = make_networks(cfg)
+                 key: jax.Array, num_classes: int = 0) -> RefinerState:
+  refiner, disc = make_networks(cfg, num_classes)
   kr, kd, kk = jax.random.split(key, 3)
   x = jnp.zeros((1,) + tuple(image_shape))
+  conditional = bool(disc.num_classes)
   r_params = refiner.init(kr, x)["params"]
-  d_params = disc.init(kd, x)["params"]
+  d_params = disc.init(kd, x, jnp.zeros((1,), jnp.int32) if conditional
+                       else None)["params"]
   tx = optimizer(cfg)
+  history = jnp.zeros((cfg.history_size,) + tuple(image_shape))
+  if conditional:
+    history = (history, jnp.zeros((cfg.history_size,), jnp.int32))
   return RefinerState(
       step=jnp.zeros((), jnp.int32), r_params=r_params, d_params=d_params,
-      r_opt=tx.init(r_params), d_opt=tx.init(d_params),
-      history=jnp.zeros((cfg.history_size,) + tuple(image_shape)),
+      r_opt=tx.init(r_params), d_opt=tx.init(d_params), history=history,
       history_count=jnp.zeros((), jnp.int32), rng=jax.random.key_data(kk))
 
 
@@ -169,14 +188,15 @@ def create_states(cfg, image_shape: tuple[int, int, int], key: jax.Array,
   return jax.jit(build)(key)
 
 
-def abstract_state(cfg, image_shape, num: int = 0) -> RefinerState:
+def abstract_state(cfg, image_shape, num: int = 0,
+                   num_classes: int = 0) -> RefinerState:
   """What create_state (num = 0) or create_states (num refiners) returns,
   without computing it (a restore template)."""
   if num:
     return jax.eval_shape(lambda: create_states(cfg, image_shape,
                                                 jax.random.key(0), num))
   return jax.eval_shape(lambda: create_state(cfg, image_shape,
-                                             jax.random.key(0)))
+                                             jax.random.key(0), num_classes))
 
 
 def num_refiners(config) -> int:
@@ -193,32 +213,40 @@ def steps_done(state: RefinerState) -> int:
 # History buffer.
 
 
-def push_history(history: jax.Array, count: jax.Array, images: jax.Array,
-                 key: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Stores `images` in the buffer: into empty slots while it fills, then
-  over randomly chosen old ones (distinct slots, drawn from `key`)."""
-  size, n = history.shape[0], images.shape[0]
+def push_history(history: Any, count: jax.Array, items: Any,
+                 key: jax.Array) -> tuple[Any, jax.Array]:
+  """Stores `items` in the buffer: into empty slots while it fills, then
+  over randomly chosen old ones (distinct slots, drawn from `key`).
+
+  `history` and `items` are arrays, or pytrees of them (images and their
+  labels) whose leading axes are the slots and the new items.
+  """
+  size = jax.tree.leaves(history)[0].shape[0]
+  n = jax.tree.leaves(items)[0].shape[0]
   filling = (count + jnp.arange(n)) % size
   replacing = jax.random.choice(key, size, (n,), replace=False)
   slots = jnp.where(count < size, filling, replacing)
-  return history.at[slots].set(images), jnp.minimum(count + n, size)
+  return (jax.tree.map(lambda h, x: h.at[slots].set(x), history, items),
+          jnp.minimum(count + n, size))
 
 
-def sample_history(history: jax.Array, count: jax.Array, n: int,
-                   key: jax.Array) -> jax.Array:
-  """n images drawn (with replacement) from the filled slots."""
+def sample_history(history: Any, count: jax.Array, n: int,
+                   key: jax.Array) -> Any:
+  """n items drawn (with replacement) from the filled slots."""
   idx = jax.random.randint(key, (n,), 0, jnp.maximum(count, 1))
-  return history[idx]
+  return jax.tree.map(lambda h: h[idx], history)
 
 
 # Step.
 
 
-def _batch(key, images, count, batch_size, step):
+def _batch(key, images, count, batch_size, step, labels=None):
+  """A float batch of `images` (and its labels, or None) at `step`."""
   n = images.shape[0]
   count = jnp.int32(n) if count is None else count
   idx = input_pipeline.epoch_shuffled_indices(key, count, n, batch_size, step)
-  return input_pipeline.to_float(images[idx])
+  return (input_pipeline.to_float(images[idx]),
+          None if labels is None else labels[idx])
 
 
 def refiner_step(state: RefinerState, rendered: jax.Array, real: jax.Array,
@@ -226,14 +254,18 @@ def refiner_step(state: RefinerState, rendered: jax.Array, real: jax.Array,
                  tx: optax.GradientTransformation, batch_size: int,
                  reg_lambda: float, r_updates: int,
                  rendered_count: jax.Array | None = None,
-                 real_count: jax.Array | None = None
+                 real_count: jax.Array | None = None,
+                 rendered_labels: jax.Array | None = None,
+                 real_labels: jax.Array | None = None
                  ) -> tuple[RefinerState, dict[str, jax.Array]]:
   """One step of `phase`: `r_updates` R updates and/or one D update.
 
   `rendered`/`real` are uint8 [N, H, W, C] on the device; batches are drawn
   from fold_in(key, stream) at the step, so a resumed run sees the same ones.
   With `rendered_count`/`real_count` only that many leading images are
-  drawn from (a class's padded slice of `input_pipeline.ClassData`).
+  drawn from (a class's padded slice of `input_pipeline.ClassData`). A
+  conditional D (`disc.num_classes`) takes the images' labels: a refined
+  image keeps its rendered image's label, also in the history buffer.
   """
   key = jax.random.wrap_key_data(state.rng)
   stream = lambda i: jax.random.fold_in(key, i)
@@ -241,42 +273,54 @@ def refiner_step(state: RefinerState, rendered: jax.Array, real: jax.Array,
   r_params, r_opt = state.r_params, state.r_opt
   d_params, d_opt = state.d_params, state.d_opt
   history, count = state.history, state.history_count
+  if not disc.num_classes:
+    rendered_labels = real_labels = None
   zero = jnp.zeros(())
   metrics = {name: zero for name in METRICS}
 
-  def d_logits(params, x):
-    return disc.apply({"params": params}, x)
+  def d_logits(params, x, labels=None):
+    return disc.apply({"params": params}, x, labels)
 
   if phase in ("pretrain_r", "adversarial"):
     adversarial = phase == "adversarial"
 
-    def r_loss_fn(params, x):
+    def r_loss_fn(params, x, labels):
       refined = refiner.apply({"params": params}, x)
       l1 = jnp.mean(jnp.abs(refined - x))
-      adv = bce(d_logits(d_params, refined), 1.0) if adversarial else zero
+      adv = (bce(d_logits(d_params, refined, labels), 1.0) if adversarial
+             else zero)
       return adv + reg_lambda * l1, (adv, l1)
 
     for j in range(r_updates):
-      x = _batch(stream(1), rendered, rendered_count, batch_size,
-                 step * r_updates + j)
+      x, x_labels = _batch(stream(1), rendered, rendered_count, batch_size,
+                           step * r_updates + j, rendered_labels)
       (loss, (adv, l1)), grads = jax.value_and_grad(r_loss_fn, has_aux=True)(
-          r_params, x)
+          r_params, x, x_labels)
       updates, r_opt = tx.update(grads, r_opt, r_params)
       r_params = optax.apply_updates(r_params, updates)
     metrics.update(r_loss=loss, r_adv=adv, r_l1=l1)
 
   if phase in ("pretrain_d", "adversarial"):
     half = batch_size // 2
-    x = _batch(stream(2), rendered, rendered_count, batch_size, step)
-    y = _batch(stream(3), real, real_count, batch_size, step)
+    x, x_labels = _batch(stream(2), rendered, rendered_count, batch_size,
+                         step, rendered_labels)
+    y, y_labels = _batch(stream(3), real, real_count, batch_size, step,
+                         real_labels)
     refined = refiner.apply({"params": r_params}, x)
-    old = sample_history(history, count, batch_size - half,
-                         jax.random.fold_in(stream(4), step))
-    old = jnp.where(count > 0, old, refined[half:])
-    fake = jnp.concatenate([refined[:half], old])
+    # Half fresh, half from the history (fresh ones while it is empty).
+    new_items = refined if x_labels is None else (refined, x_labels)
+    old_items = jax.tree.map(
+        lambda old, new: jnp.where(count > 0, old, new[half:]),
+        sample_history(history, count, batch_size - half,
+                       jax.random.fold_in(stream(4), step)), new_items)
+    fake_items = jax.tree.map(
+        lambda new, old: jnp.concatenate([new[:half], old]), new_items,
+        old_items)
+    fake, fake_labels = (fake_items, None) if x_labels is None else fake_items
 
     def d_loss_fn(params):
-      real_logits, fake_logits = d_logits(params, y), d_logits(params, fake)
+      real_logits = d_logits(params, y, y_labels)
+      fake_logits = d_logits(params, fake, fake_labels)
       loss = bce(real_logits, 1.0) + bce(fake_logits, 0.0)
       return loss, (real_logits, fake_logits)
 
@@ -284,8 +328,9 @@ def refiner_step(state: RefinerState, rendered: jax.Array, real: jax.Array,
         d_loss_fn, has_aux=True)(d_params)
     updates, d_opt = tx.update(grads, d_opt, d_params)
     d_params = optax.apply_updates(d_params, updates)
-    history, count = push_history(history, count, refined[:half],
-                                  jax.random.fold_in(stream(5), step))
+    history, count = push_history(
+        history, count, jax.tree.map(lambda new: new[:half], new_items),
+        jax.random.fold_in(stream(5), step))
     metrics.update(d_loss=loss,
                    d_real=jnp.mean(jax.nn.sigmoid(real_logits)),
                    d_fake=jnp.mean(jax.nn.sigmoid(fake_logits)))
@@ -311,14 +356,16 @@ def class_step(step: Callable) -> Callable:
   return k_step
 
 
-def make_train_chunks(cfg, num: int = 0) -> dict[str, Callable]:
+def make_train_chunks(cfg, num: int = 0,
+                      num_classes: int = 0) -> dict[str, Callable]:
   """phase -> chunk(state, rendered, real, num_steps) (train_loop).
 
-  num = 0: one refiner, `rendered`/`real` uint8 [N, H, W, C]. num = K: K
-  stacked refiners (create_states), `rendered`/`real` ClassData of K
-  classes, metrics [K].
+  num = 0: one refiner, `rendered`/`real` uint8 [N, H, W, C], or with a
+  conditional D (`cfg.conditional`, `num_classes`) the pairs (images,
+  labels). num = K: K stacked refiners (create_states), `rendered`/`real`
+  ClassData of K classes, metrics [K].
   """
-  refiner, disc = make_networks(cfg)
+  refiner, disc = make_networks(cfg, num_classes)
   chunks = {}
   for phase in PHASES:
     step = functools.partial(
@@ -328,6 +375,11 @@ def make_train_chunks(cfg, num: int = 0) -> dict[str, Callable]:
     if num:
       chunks[phase] = train_loop.repeat_step(class_step(step),
                                              {n: (num,) for n in METRICS})
+    elif disc.num_classes:
+      labelled = lambda s, x, y, step=step: step(
+          s, x[0], y[0], rendered_labels=x[1], real_labels=y[1])
+      chunks[phase] = train_loop.repeat_step(labelled,
+                                             {n: () for n in METRICS})
     else:
       chunks[phase] = train_loop.repeat_step(step, {n: () for n in METRICS})
   return chunks
@@ -426,6 +478,8 @@ def run_key(config) -> str:
   cfg = config.refiner.to_dict()
   for name in ("log_every", "checkpoint_every", "train_steps"):
     cfg.pop(name)
+  if not cfg["conditional"]:  # as keyed before the option existed
+    cfg.pop("conditional")
   procedural = config.procedural.to_dict()
   procedural.pop("workers")
   what = {"refiner": cfg, "seed": config.seed, "data": config.data.name,
@@ -443,7 +497,9 @@ def store_meta(config) -> dict[str, Any]:
           "channels": config.data.channels, "width": r.width,
           "num_blocks": r.num_blocks, "d_width": r.d_width,
           "history_size": r.history_size,
-          **({"num_refiners": num_refiners(config)} if r.per_class else {})}
+          **({"num_refiners": num_refiners(config)} if r.per_class else {}),
+          **({"conditional_d": config.data.num_classes}
+             if r.conditional else {})}
 
 
 def class_data(images: np.ndarray, labels: np.ndarray | None, num: int,
@@ -465,6 +521,15 @@ def class_data(images: np.ndarray, labels: np.ndarray | None, num: int,
   return input_pipeline.group_by_class(images, labels, num)
 
 
+def labelled(labels: np.ndarray | None, num_classes: int,
+             name: str) -> np.ndarray:
+  """The checked int32 labels a conditional D needs."""
+  if labels is None:
+    raise ValueError(f"refiner.conditional needs the {name} images' labels")
+  input_pipeline.check_labels(labels, num_classes, f"refiner: the {name} images")
+  return np.asarray(labels, np.int32)
+
+
 # Loop.
 
 
@@ -483,6 +548,7 @@ def train(config, workdir: str, rendered: np.ndarray, real: np.ndarray,
   cfg = config.refiner
   shape = tuple(rendered.shape[1:])
   num = num_refiners(config)
+  classes = d_classes(cfg, config.data.num_classes)
   if num:
     data = (class_data(rendered, rendered_labels, num, cfg.batch_size,
                        "rendered"),
@@ -494,20 +560,26 @@ def train(config, workdir: str, rendered: np.ndarray, real: np.ndarray,
         raise image_datasets.DatasetError(
             f"refiner: {len(images)} {name} images, fewer than "
             f"config.refiner.batch_size={cfg.batch_size}")
+    if classes:
+      data = tuple((images, labelled(labels, classes, name))
+                   for images, labels, name in (
+                       (rendered, rendered_labels, "rendered"),
+                       (real, real_labels, "real")))
   mngr = store.manager(paths.refiner_checkpoints(workdir, run_key(config)))
   meta = store_meta(config)
-  state = store.restore_latest(mngr, abstract_state(cfg, shape, num), meta)
+  state = store.restore_latest(
+      mngr, abstract_state(cfg, shape, num, classes), meta)
   if state is None:
     key = jax.random.fold_in(jax.random.key(config.seed), 21)
     state = (create_states(cfg, shape, key, num) if num
-             else create_state(cfg, shape, key))
+             else create_state(cfg, shape, key, classes))
   start = step = steps_done(state)
   total = total_steps(cfg)
   if start:
     logging.info("refiner: resuming from step %d of %d", start, total)
   if start >= total:
     return state
-  chunks = make_train_chunks(cfg, num)
+  chunks = make_train_chunks(cfg, num, classes)
   data = jax.device_put(data)
   log = metrics_log.MetricsLog(workdir, paths.REFINER_METRICS)
   t0 = time.time()

@@ -348,3 +348,92 @@ def test_too_small_class_is_a_one_line_error(tiny_config, tmp_path):
   assert "\n" not in str(e.value)
   config.refiner.batch_size = 8
   config_schema.validate(config)
+
+
+# A conditional patch D for the one refiner (refiner.conditional).
+
+
+def test_conditional_patch_d_scores_each_image_against_its_label():
+  x = jax.random.uniform(jax.random.key(0), (4, 12, 12, 1), minval=-1,
+                         maxval=1)
+  d = refiner.PatchDiscriminator(8, num_classes=3)
+  labels = jnp.array([0, 1, 2, 0])
+  variables = d.init(jax.random.key(1), x, labels)
+  # Random (not initial) projections, so classes differ.
+  variables = jax.tree.map(
+      lambda p: p + jax.random.normal(jax.random.key(2), p.shape), variables)
+  logits = d.apply(variables, x, labels)
+  assert logits.shape == (4, 3, 3)
+  other = d.apply(variables, x, (labels + 1) % 3)
+  assert np.all(np.abs(np.asarray(logits - other)).max(axis=(1, 2)) > 1e-3)
+  # Without the projection D is the unconditional one, label-blind.
+  params = dict(variables["params"])
+  params.pop("class_projection")
+  plain = refiner.PatchDiscriminator(8).apply({"params": params}, x)
+  assert not np.allclose(plain, logits)
+
+
+def test_history_buffer_keeps_each_image_with_its_label():
+  size, shape = 4, (2, 2, 1)
+  history = (jnp.zeros((size,) + shape), jnp.zeros((size,), jnp.int32))
+  count = jnp.int32(0)
+  for i in range(5):  # fills, then replaces
+    labels = jnp.array([i, 10 + i], jnp.int32)
+    items = (jnp.broadcast_to(labels[:, None, None, None].astype(float),
+                              (2,) + shape), labels)
+    history, count = refiner.push_history(history, count, items,
+                                          jax.random.key(i))
+  images, labels = refiner.sample_history(history, count, 40,
+                                          jax.random.key(9))
+  np.testing.assert_array_equal(images[:, 0, 0, 0], labels)
+  assert set(np.asarray(labels).tolist()) <= {0, 1, 2, 3, 4, 10, 11, 12, 13,
+                                              14}
+
+
+def conditional_refiner(config):
+  config = tiny_refiner(config)
+  config.refiner.conditional = True
+  config.data.num_classes = 3
+  return config
+
+
+@pytest.mark.slow  # long compile; CI's second step
+def test_conditional_resumed_training_is_bit_identical(tiny_config, tmp_path):
+  config = conditional_refiner(tiny_config)
+  (_, rendered_labels), (real, real_labels) = (
+      labelled([14, 14, 12], 0), labelled([14, 13, 13], 1))
+  # Each class its own grey level, so an image in the history shows its class.
+  rendered = np.broadcast_to(
+      (40 + 80 * rendered_labels).astype(np.uint8)[:, None, None, None],
+      (len(rendered_labels), 8, 8, 1)).copy()
+  run = lambda name: refiner.train(
+      config, str(tmp_path / name), rendered, real,
+      rendered_labels=rendered_labels, real_labels=real_labels)
+  full = run("full")
+  history_images, history_labels = full.history
+  filled = int(full.history_count)
+  assert filled > 0
+  # Every image in the history sits beside the label it was rendered with:
+  # R (near the identity this early) keeps its class's grey level.
+  got = np.asarray(history_images[:filled]).mean(axis=(1, 2, 3))
+  want = (40 + 80 * np.asarray(history_labels[:filled])) / 127.5 - 1
+  np.testing.assert_allclose(got, want, atol=0.2)
+  config.refiner.train_steps = 1
+  part = run("split")
+  assert int(part.step) == 5
+  config.refiner.train_steps = 4
+  chex.assert_trees_all_equal(jax.device_get(full),
+                              jax.device_get(run("split")))
+  # The label-blind refiner is another run: another store.
+  key = refiner.run_key(config)
+  config.refiner.conditional = False
+  assert refiner.run_key(config) != key
+
+
+def test_conditional_refiner_needs_one_refiner_for_all_classes():
+  config = config_schema.default_config()
+  config.refiner.update(conditional=True, per_class=True)
+  with pytest.raises(config_schema.ConfigError) as e:
+    config_schema.validate(config)
+  assert str(e.value).startswith("config.refiner.conditional=")
+  assert "\n" not in str(e.value)
