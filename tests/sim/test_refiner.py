@@ -289,8 +289,8 @@ def test_nonfinite_class_refiner_is_named(tiny_config, tmp_path,
   real, real_labels = labelled([15, 8, 11], 1)
   make = refiner.make_train_chunks
 
-  def poisoned(cfg, num=0):
-    chunks = make(cfg, num)
+  def poisoned(cfg, *args):
+    chunks = make(cfg, *args)
 
     def poison(chunk):
       def run(state, *args, **kwargs):
