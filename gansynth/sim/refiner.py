@@ -22,6 +22,9 @@ patch discriminator and history) are trained at once, as the K class GANs
 are: one `RefinerState` stacked on a leading K axis, `refiner_step` vmapped
 over it and over each class's padded images (`input_pipeline.ClassData`),
 one jitted call per step. Each image is then refined by its class's R.
+With `config.refiner.conditional`, the one refiner's patch D sees each
+image's label instead (a projection D), so R is judged against real images
+of the rendered image's class.
 """
 
 from __future__ import annotations
@@ -376,9 +379,9 @@ def make_train_chunks(cfg, num: int = 0,
       chunks[phase] = train_loop.repeat_step(class_step(step),
                                              {n: (num,) for n in METRICS})
     elif disc.num_classes:
-      labelled = lambda s, x, y, step=step: step(
+      with_labels = lambda s, x, y, step=step: step(
           s, x[0], y[0], rendered_labels=x[1], real_labels=y[1])
-      chunks[phase] = train_loop.repeat_step(labelled,
+      chunks[phase] = train_loop.repeat_step(with_labels,
                                              {n: () for n in METRICS})
     else:
       chunks[phase] = train_loop.repeat_step(step, {n: () for n in METRICS})
@@ -521,8 +524,8 @@ def class_data(images: np.ndarray, labels: np.ndarray | None, num: int,
   return input_pipeline.group_by_class(images, labels, num)
 
 
-def labelled(labels: np.ndarray | None, num_classes: int,
-             name: str) -> np.ndarray:
+def checked_labels(labels: np.ndarray | None, num_classes: int,
+                   name: str) -> np.ndarray:
   """The checked int32 labels a conditional D needs."""
   if labels is None:
     raise ValueError(f"refiner.conditional needs the {name} images' labels")
@@ -561,7 +564,7 @@ def train(config, workdir: str, rendered: np.ndarray, real: np.ndarray,
             f"refiner: {len(images)} {name} images, fewer than "
             f"config.refiner.batch_size={cfg.batch_size}")
     if classes:
-      data = tuple((images, labelled(labels, classes, name))
+      data = tuple((images, checked_labels(labels, classes, name))
                    for images, labels, name in (
                        (rendered, rendered_labels, "rendered"),
                        (real, real_labels, "real")))
