@@ -40,7 +40,7 @@ def test_changing_the_generator_or_its_stats_remakes_the_source(tiny_config,
     synthesis.synthesize(config, workdir)
     stamp = sources.read_stamp(workdir, "gan")
     return (stamp["ema"], stamp["standing_stats"],
-            sources.read_stamp(workdir, "gan")[sources.DIGEST]["arrays"])
+            stamp[sources.DIGEST]["arrays"])
 
   ema = made()
   config.synthesis.use_ema = False
