@@ -147,6 +147,8 @@ def default_config() -> ml_collections.ConfigDict:
   config.classifier.warmup_fraction = 0.05
   config.classifier.shift = 0  # random shifts of up to this many pixels
   config.classifier.flip = False  # random left-right mirroring
+  # Cross-entropy against (1 - e) one-hot + e / num_classes (0: off).
+  config.classifier.label_smoothing = 0.0
   config.classifier.seed = 0
   config.classifier.eval_batch_size = 1000
 
@@ -334,6 +336,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   need(0 <= config.classifier.warmup_fraction < 1,
        "classifier.warmup_fraction", "must be in [0, 1)")
   need(config.classifier.shift >= 0, "classifier.shift", "0 or more pixels")
+  need(0 <= config.classifier.label_smoothing < 1,
+       "classifier.label_smoothing", "must be in [0, 1)")
   if config.synthesis.select:
     split = config.synthesis.select_split
     need(bool(split), "synthesis.select_split",

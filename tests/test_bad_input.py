@@ -56,6 +56,8 @@ CASES = [
      "now called 'l1'"),
     ("unknown stage", stages("train_gan,train_cls"), ConfigError,
      "config.stages='train_gan,train_cls'"),
+    ("label smoothing of 1", set_field("classifier.label_smoothing", 1.0),
+     ConfigError, "config.classifier.label_smoothing=1.0: must be in [0, 1)"),
     ("unknown source", set_field("classifier.sources", "real,vae"),
      ConfigError, "config.classifier.sources='real,vae'"),
     ("prepare without files", stages("prepare"), ConfigError,

@@ -96,10 +96,11 @@ def create_state(config, key: jax.Array,
 
 def train_step(state: ClassifierState, images: jax.Array, labels: jax.Array,
                *, model, tx, batch_size: int, shift: int = 0,
-               flip: bool = False):
+               flip: bool = False, label_smoothing: float = 0.0):
   """One Adam step on a batch drawn from the epoch-shuffled training set,
   each image shifted by up to `shift` pixels (edges repeated) and, with
-  `flip`, mirrored left-right at random."""
+  `flip`, mirrored left-right at random; the targets are one-hot labels
+  smoothed by `label_smoothing` (Szegedy et al. 2016)."""
   key = jax.random.wrap_key_data(state.rng)
   n = labels.shape[0]
   idx = input_pipeline.epoch_shuffled_indices(key, jnp.int32(n), n,
@@ -114,7 +115,12 @@ def train_step(state: ClassifierState, images: jax.Array, labels: jax.Array,
 
   def loss_fn(params):
     logits = model.apply({"params": params}, x)
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    if label_smoothing:
+      targets = optax.smooth_labels(jax.nn.one_hot(y, logits.shape[-1]),
+                                    label_smoothing)
+      loss = optax.softmax_cross_entropy(logits, targets).mean()
+    else:
+      loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
     return loss, jnp.mean(jnp.argmax(logits, -1) == y)
 
   (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -135,7 +141,7 @@ def make_train_chunk(config, total_steps: int | None = None):
 
 # The settings a training run depends on (beyond the data).
 RECIPE = ("width", "learning_rate", "batch_size", "schedule",
-          "warmup_fraction", "shift", "flip")
+          "warmup_fraction", "shift", "flip", "label_smoothing")
 
 
 @functools.lru_cache(maxsize=8)
@@ -145,7 +151,8 @@ def _train_chunk(num_classes: int, recipe: tuple, total_steps: int):
                            model=models.make_classifier(cfg, num_classes),
                            tx=optimizer(cfg, total_steps),
                            batch_size=cfg.batch_size, shift=cfg.shift,
-                           flip=cfg.flip)
+                           flip=cfg.flip,
+                           label_smoothing=cfg.label_smoothing)
   return train_loop.repeat_step(step, {"loss": (), "accuracy": ()})
 
 
@@ -177,8 +184,8 @@ def fingerprint(images: np.ndarray, labels: np.ndarray,
 def recipe_text(cfg, total_steps: int) -> str:
   """The recipe as text for `fingerprint` ("" for the original recipe, so
   classifiers stored before these settings existed are still found)."""
-  if (cfg.schedule, cfg.shift, cfg.epochs, cfg.flip) == ("constant", 0, 0,
-                                                        False):
+  if (cfg.schedule, cfg.shift, cfg.epochs, cfg.flip,
+      cfg.label_smoothing) == ("constant", 0, 0, False, 0.0):
     return ""
   return repr(sorted((k, cfg[k]) for k in RECIPE
                      if k not in _ADDED_LATER or cfg[k] != _ADDED_LATER[k])
@@ -187,7 +194,7 @@ def recipe_text(cfg, total_steps: int) -> str:
 
 # Settings added after classifiers were first stored, left out of the text at
 # these defaults so that those classifiers are still found.
-_ADDED_LATER = {"flip": False}
+_ADDED_LATER = {"flip": False, "label_smoothing": 0.0}
 
 
 def store_meta(config, source: str) -> dict[str, Any]:
