@@ -94,6 +94,9 @@ def default_config() -> ml_collections.ConfigDict:
   # Latents per GAN whose batch statistics replace G's BN running averages
   # before synthesis (standing statistics; 0: keep the running averages).
   config.synthesis.standing_stats = 0
+  # Below 1: draw num_per_class / keep_fraction images per class and keep
+  # those the class's D scores most real (discriminator rejection).
+  config.synthesis.keep_fraction = 1.0
   # Choose the stored GAN step (and EMA or not) by the accuracy on real
   # images of `select_split` of a short classifier trained on each
   # candidate's images (selection.py). The split is carved from the training
@@ -364,6 +367,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   need(all(explicit) or not any(explicit), "mesh.coordinator_address",
        "give mesh.coordinator_address, mesh.num_processes and "
        "mesh.process_id together (or none, to let JAX find the cluster)")
+  need(0 < config.synthesis.keep_fraction <= 1, "synthesis.keep_fraction",
+       "must be in (0, 1]")
   need(config.synthesis.standing_stats >= 0, "synthesis.standing_stats",
        "must be 0 (off) or a number of latents per GAN")
   for field in ("gan.latent_dim", "gan.g_width", "gan.d_width",

@@ -58,6 +58,8 @@ CASES = [
      "config.stages='train_gan,train_cls'"),
     ("label smoothing of 1", set_field("classifier.label_smoothing", 1.0),
      ConfigError, "config.classifier.label_smoothing=1.0: must be in [0, 1)"),
+    ("keep no samples", set_field("synthesis.keep_fraction", 0.0),
+     ConfigError, "config.synthesis.keep_fraction=0.0: must be in (0, 1]"),
     ("unknown source", set_field("classifier.sources", "real,vae"),
      ConfigError, "config.classifier.sources='real,vae'"),
     ("prepare without files", stages("prepare"), ConfigError,

@@ -359,6 +359,30 @@ def make_sampler(config, nets: Nets | None = None) -> Callable:
   return jax.jit(jax.vmap(sample_one))
 
 
+def make_scorer(config, nets: Nets | None = None) -> Callable:
+  """(GAN stacked, images [R, n, H, W, C]) -> D's logits [R, n].
+
+  Row r is scored by the D of the GAN that drew it (a conditional D given
+  label r), in inference mode: how real that D finds each sample.
+  """
+  nets = nets or make_nets(config)
+
+  def score_one(gan: GANTrainState, x, labels=None):
+    logits = nets.d_apply({"params": gan.d_params, "batch_stats": gan.d_stats},
+                          x, labels, train=False)
+    return logits.reshape(x.shape[0])
+
+  if label_classes(config):
+    def score_classes(gans: GANTrainState, x):
+      gan = jax.tree.map(lambda a: a[0], gans)
+      rows = jnp.arange(x.shape[0], dtype=jnp.int32)
+      return jax.lax.map(
+          lambda xy: score_one(gan, xy[0], jnp.full(x.shape[1], xy[1])),
+          (x, rows))
+    return jax.jit(score_classes)
+  return jax.jit(jax.vmap(score_one))
+
+
 def uses_ema(config) -> bool:
   """Whether samples come from the EMA generator (where there is one)."""
   return config.synthesis.use_ema and config.gan.ema_decay > 0

@@ -9,6 +9,7 @@ which the classifier stage reads exactly like real data.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
@@ -32,26 +33,44 @@ def with_ema(config, ema: bool) -> ml_collections.ConfigDict:
 def generate(config, state: gan_train.TrainState, num_per_class: int,
              seed: int, nets=None) -> tuple[np.ndarray, np.ndarray]:
   """num_per_class uint8 images of each class (from its GAN, or from the
-  conditional GAN given label k), class k labelled k."""
+  conditional GAN given label k), class k labelled k.
+
+  With `synthesis.keep_fraction` below 1, each class draws num_per_class /
+  keep_fraction images and keeps the num_per_class its discriminator scores
+  most real, in the order drawn: a deterministic form of discriminator
+  rejection sampling (Azadi et al. 2019) that drops the samples the GAN's
+  own D finds least like the class's real images.
+  """
   sampler = gan_train.make_sampler(config, nets)
+  keep = config.synthesis.keep_fraction
+  scorer = gan_train.make_scorer(config, nets) if keep < 1 else None
+  drawn = num_per_class if scorer is None else math.ceil(num_per_class / keep)
   k = gan_train.num_rows(config)
-  batch = min(config.synthesis.batch_size, num_per_class)
+  batch = min(config.synthesis.batch_size, drawn)
   key = jax.random.fold_in(jax.random.key(seed), 11)
   gans = state.gans
   if config.synthesis.standing_stats:
     gans = gan_train.standing_stats(
         config, gans, jax.random.fold_in(jax.random.key(seed), 13),
         config.synthesis.standing_stats, nets)
-  chunks = []
-  bar = progress.bar(k * num_per_class, "synthesis", unit="img")
-  for i, start in enumerate(range(0, num_per_class, batch)):
-    n = min(batch, num_per_class - start)
+  chunks, scores = [], []
+  bar = progress.bar(k * drawn, "synthesis", unit="img")
+  for i, start in enumerate(range(0, drawn, batch)):
+    n = min(batch, drawn - start)
     z = jax.random.normal(jax.random.fold_in(key, i),
                           (k, batch, config.gan.latent_dim))
-    chunks.append(input_pipeline.to_uint8(sampler(gans, z))[:, :n])
+    images = input_pipeline.to_uint8(sampler(gans, z))
+    chunks.append(images[:, :n])
+    if scorer is not None:  # D scores the stored (uint8) images
+      scores.append(np.asarray(
+          scorer(gans, input_pipeline.to_float(images)))[:, :n])
     bar.update(k * n)
   bar.close()
-  images = np.concatenate(chunks, axis=1)  # [K, N, H, W, C]
+  images = np.concatenate(chunks, axis=1)  # [K, drawn, H, W, C]
+  if scorer is not None:
+    best = np.argsort(-np.concatenate(scores, axis=1), axis=1, kind="stable")
+    kept = np.sort(best[:, :num_per_class], axis=1)
+    images = np.take_along_axis(images, kept[:, :, None, None, None], axis=1)
   labels = np.repeat(np.arange(k, dtype=np.int32), num_per_class)
   return images.reshape((-1,) + images.shape[2:]), labels
 
@@ -73,6 +92,8 @@ def synthesize(config, workdir: str,
            "num_per_class": config.synthesis.num_per_class,
            "seed": config.seed, "ema": gan_train.uses_ema(config),
            "standing_stats": config.synthesis.standing_stats}
+  if config.synthesis.keep_fraction < 1:
+    stamp["keep_fraction"] = config.synthesis.keep_fraction
   return sources.store_source(
       workdir, "gan", stamp,
       lambda: generate(config, state, config.synthesis.num_per_class,

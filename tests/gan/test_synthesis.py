@@ -3,6 +3,7 @@
 import jax
 import numpy as np
 
+from gansynth.data import input_pipeline
 from gansynth.data import sources
 from gansynth.gan import gan_train
 from gansynth.gan import synthesis
@@ -50,3 +51,56 @@ def test_changing_the_generator_or_its_stats_remakes_the_source(tiny_config,
   assert [s[:2] for s in (ema, raw, raw_standing)] == [
       (True, 0), (False, 0), (False, 32)]
   assert len({s[2] for s in (ema, raw, raw_standing)}) == 3
+
+
+def test_keep_fraction_keeps_the_samples_d_scores_most_real(tiny_config):
+  """With keep_fraction 1/2 each class keeps, in the order drawn, the half of
+  twice as many draws that its own D scores highest."""
+  config = tiny_config
+  state = gan_train.create_state(config, jax.random.key(0))
+  config.synthesis.batch_size = 16
+  drawn, labels = synthesis.generate(config, state, 8, seed=0)
+  config.synthesis.keep_fraction = 0.5
+  kept, kept_labels = synthesis.generate(config, state, 4, seed=0)
+  k = config.data.num_classes
+  np.testing.assert_array_equal(kept_labels, np.repeat(np.arange(k), 4))
+  drawn = drawn.reshape((k, 8) + drawn.shape[1:])
+  scores = np.asarray(gan_train.make_scorer(config)(
+      state.gans, input_pipeline.to_float(drawn)))
+  for c in range(k):
+    best = np.sort(np.argsort(-scores[c], kind="stable")[:4])
+    np.testing.assert_array_equal(kept[4 * c:4 * c + 4], drawn[c, best])
+  # Not just the first draws: D's ranking changes which are kept.
+  assert not np.array_equal(kept.reshape(drawn[:, :4].shape), drawn[:, :4])
+
+
+def test_scorer_rows_are_each_classs_discriminator(tiny_config):
+  config = tiny_config
+  state = gan_train.create_state(config, jax.random.key(0))
+  images = jax.random.uniform(jax.random.key(1), (10, 6) + (
+      config.data.image_size, config.data.image_size, config.data.channels),
+      minval=-1, maxval=1)
+  scores = np.asarray(gan_train.make_scorer(config)(state.gans, images))
+  assert scores.shape == (10, 6)
+  nets = gan_train.make_nets(config)
+  third = jax.tree.map(lambda a: a[3], state.gans)
+  np.testing.assert_allclose(scores[3], nets.d_apply(
+      {"params": third.d_params, "batch_stats": third.d_stats}, images[3],
+      None, train=False).reshape(6), rtol=1e-5, atol=1e-5)
+
+
+def test_conditional_scorer_gives_row_r_the_label_r(tiny_config):
+  config = tiny_config
+  config.gan.conditioning = "conditional"
+  state = gan_train.create_state(config, jax.random.key(0))
+  images = jax.random.uniform(jax.random.key(1), (10, 6) + (
+      config.data.image_size, config.data.image_size, config.data.channels),
+      minval=-1, maxval=1)
+  scores = np.asarray(gan_train.make_scorer(config)(state.gans, images))
+  nets = gan_train.make_nets(config)
+  gan = jax.tree.map(lambda a: a[0], state.gans)
+  for r in (0, 7):
+    np.testing.assert_allclose(scores[r], nets.d_apply(
+        {"params": gan.d_params, "batch_stats": gan.d_stats}, images[r],
+        np.full(6, r, np.int32), train=False).reshape(6), rtol=1e-5,
+        atol=1e-5)
