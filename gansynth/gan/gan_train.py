@@ -345,13 +345,7 @@ def make_sampler(config, nets: Nets | None = None) -> Callable:
                          "batch_stats": gan.g_stats}, z, labels, train=False)
 
   if label_classes(config):
-    def sample_classes(gans: GANTrainState, z):
-      gan = jax.tree.map(lambda x: x[0], gans)
-      rows = jnp.arange(z.shape[0], dtype=jnp.int32)
-      return jax.lax.map(
-          lambda zy: sample_one(gan, zy[0], jnp.full(z.shape[1], zy[1])),
-          (z, rows))
-    return jax.jit(sample_classes)
+    return jax.jit(_rows_by_label(sample_one))
 
   if fast:
     return jax.jit(cpu.map_over_gans(sample_one, config,
@@ -373,14 +367,20 @@ def make_scorer(config, nets: Nets | None = None) -> Callable:
     return logits.reshape(x.shape[0])
 
   if label_classes(config):
-    def score_classes(gans: GANTrainState, x):
-      gan = jax.tree.map(lambda a: a[0], gans)
-      rows = jnp.arange(x.shape[0], dtype=jnp.int32)
-      return jax.lax.map(
-          lambda xy: score_one(gan, xy[0], jnp.full(x.shape[1], xy[1])),
-          (x, rows))
-    return jax.jit(score_classes)
+    return jax.jit(_rows_by_label(score_one))
   return jax.jit(jax.vmap(score_one))
+
+
+def _rows_by_label(fn: Callable) -> Callable:
+  """fn(gan, x [n, ...], labels [n]) lifted to a conditional GAN's rows:
+  (state stacked on a K = 1 axis, x [R, n, ...]) -> row r with label r,
+  one row at a time (so memory stays that of one row)."""
+  def rows(gans: GANTrainState, x):
+    gan = jax.tree.map(lambda a: a[0], gans)
+    labels = jnp.arange(x.shape[0], dtype=jnp.int32)
+    return jax.lax.map(
+        lambda xy: fn(gan, xy[0], jnp.full(x.shape[1], xy[1])), (x, labels))
+  return rows
 
 
 def uses_ema(config) -> bool:
