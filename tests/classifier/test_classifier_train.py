@@ -69,6 +69,14 @@ def test_recipe_learns_real_digits_and_is_stored_apart(tiny_config,
       np.asarray(other.params["Dense_0"]["kernel"]))
 
 
+def _one_step(config, images, labels):
+  """The dense kernel and metrics after one step from a fixed init."""
+  state = classifier_train.create_state(config, jax.random.key(0))
+  state, metrics = classifier_train.make_train_chunk(config)(
+      state, jnp.asarray(images), jnp.asarray(labels), 1)
+  return np.asarray(state.params["Dense_0"]["kernel"]), metrics
+
+
 def test_flip_changes_the_step_and_the_stored_recipe(tiny_config):
   """Mirroring changes what a step trains on, so a classifier stored without
   it is not reused; with it off the recipe text is what it always was."""
@@ -83,10 +91,7 @@ def test_flip_changes_the_step_and_the_stored_recipe(tiny_config):
 
   def one_step(flip):
     config.classifier.flip = flip
-    state = classifier_train.create_state(config, jax.random.key(0))
-    state, _ = classifier_train.make_train_chunk(config)(
-        state, jnp.asarray(images), jnp.asarray(labels), 1)
-    return np.asarray(state.params["Dense_0"]["kernel"])
+    return _one_step(config, images, labels)[0]
 
   assert not np.array_equal(one_step(True), one_step(False))
 
@@ -107,10 +112,7 @@ def test_label_smoothing_changes_the_step_and_the_stored_recipe(tiny_config):
 
   def one_step(smoothing):
     config.classifier.label_smoothing = smoothing
-    state = classifier_train.create_state(config, jax.random.key(0))
-    state, metrics = classifier_train.make_train_chunk(config)(
-        state, jnp.asarray(images), jnp.asarray(labels), 1)
-    return np.asarray(state.params["Dense_0"]["kernel"]), metrics
+    return _one_step(config, images, labels)
 
   (plain_kernel, plain_metrics), (smooth_kernel, smooth_metrics) = (
       one_step(0.0), one_step(0.2))
