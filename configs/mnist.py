@@ -59,12 +59,13 @@ def get_config(variant: str = ""):
     config.gan.update(g_width=32, d_width=32, batch_size=32,
                       train_steps=7000)
     config.classifier.epochs = 3
-    # The SimGAN refiner, if `refined` is added to the sources.
-    # D sees the label, so a small lambda can reshape the fonts' digits
-    # without moving them to another class (lambda 0.3 did: docs/refiner.md).
-    config.refiner.update(width=32, d_width=32, batch_size=32,
+    # The SimGAN refiner, if `refined` is added to the sources (about 15
+    # minutes of refiner training on 2 cores). D sees the label, so a small
+    # lambda can reshape the fonts' digits without moving them to another
+    # class (lambda 0.3 did: docs/refiner.md).
+    config.refiner.update(width=32, d_width=64, batch_size=32,
                           history_size=320, r_pretrain_steps=100,
-                          d_pretrain_steps=100, train_steps=1000,
+                          d_pretrain_steps=100, train_steps=1700,
                           learning_rate=5e-4, log_every=50,
                           conditional=True, reg_lambda=1.0)
     return config
