@@ -132,6 +132,10 @@ def default_config() -> ml_collections.ConfigDict:
   config.refiner.r_pretrain_steps = 200  # R on the L1 term alone
   config.refiner.d_pretrain_steps = 100  # then D alone
   config.refiner.train_steps = 1000  # then alternating (adversarial) steps
+  # > 0: refine with a moving average of R's weights (this decay per step),
+  # which starts at step ema_start (counting all three phases).
+  config.refiner.ema_decay = 0.0
+  config.refiner.ema_start = 0
   config.refiner.log_every = 100
   config.refiner.checkpoint_every = 500
   config.refiner.grid_per_class = 5  # rendered | refined pairs per class
@@ -407,6 +411,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   need(r.reg_lambda >= 0, "refiner.reg_lambda", "0 or more")
   need(r.learning_rate > 0, "refiner.learning_rate", "must be positive")
   need(0 <= r.beta1 < 1, "refiner.beta1", "must be in [0, 1)")
+  need(0 <= r.ema_decay < 1, "refiner.ema_decay",
+       "must be in [0, 1) (0: no moving average)")
+  need(r.ema_start >= 0, "refiner.ema_start", "0 or more")
   need(not r.per_class
        or config.procedural.num_per_class >= r.batch_size,
        "refiner.batch_size",

@@ -25,6 +25,11 @@ one jitted call per step. Each image is then refined by its class's R.
 With `config.refiner.conditional`, the one refiner's patch D sees each
 image's label instead (a projection D), so R is judged against real images
 of the rendered image's class.
+
+With `config.refiner.ema_decay` > 0 the state also carries an exponential
+moving average of R's weights, and the refined set and sample grids come
+from it: the adversarial game keeps moving R, and an average over its last
+steps does not depend on where the game stands at the very last one.
 """
 
 from __future__ import annotations
@@ -152,6 +157,7 @@ def bce(logits: jax.Array, target: float) -> jax.Array:
 class RefinerState:
   step: jax.Array  # int32 scalar, counting all three phases
   r_params: Any
+  r_ema: Any  # moving average of r_params, or None with refiner.ema_decay 0
   d_params: Any
   r_opt: Any
   d_opt: Any
@@ -176,7 +182,9 @@ def create_state(cfg, image_shape: tuple[int, int, int],
   if conditional:
     history = (history, jnp.zeros((cfg.history_size,), jnp.int32))
   return RefinerState(
-      step=jnp.zeros((), jnp.int32), r_params=r_params, d_params=d_params,
+      step=jnp.zeros((), jnp.int32), r_params=r_params,
+      r_ema=jax.tree.map(jnp.copy, r_params) if cfg.ema_decay > 0 else None,
+      d_params=d_params,
       r_opt=tx.init(r_params), d_opt=tx.init(d_params), history=history,
       history_count=jnp.zeros((), jnp.int32), rng=jax.random.key_data(kk))
 
@@ -206,6 +214,11 @@ def num_refiners(config) -> int:
   """K refiners for `refiner.per_class` (one per class), else 0: one
   unstacked refiner for all classes."""
   return config.data.num_classes if config.refiner.per_class else 0
+
+
+def refining_params(state: RefinerState) -> Any:
+  """The weights that refine images: R's moving average if it has one."""
+  return state.r_params if state.r_ema is None else state.r_ema
 
 
 def steps_done(state: RefinerState) -> int:
@@ -255,7 +268,8 @@ def _batch(key, images, count, batch_size, step, labels=None):
 def refiner_step(state: RefinerState, rendered: jax.Array, real: jax.Array,
                  *, phase: str, refiner: nn.Module, disc: nn.Module,
                  tx: optax.GradientTransformation, batch_size: int,
-                 reg_lambda: float, r_updates: int,
+                 reg_lambda: float, r_updates: int, ema_decay: float = 0.0,
+                 ema_start: int = 0,
                  rendered_count: jax.Array | None = None,
                  real_count: jax.Array | None = None,
                  rendered_labels: jax.Array | None = None,
@@ -269,11 +283,13 @@ def refiner_step(state: RefinerState, rendered: jax.Array, real: jax.Array,
   drawn from (a class's padded slice of `input_pipeline.ClassData`). A
   conditional D (`disc.num_classes`) takes the images' labels: a refined
   image keeps its rendered image's label, also in the history buffer.
+  After R's updates its moving average (if the state has one) moves by
+  `ema_decay`; before step `ema_start` it copies R's weights.
   """
   key = jax.random.wrap_key_data(state.rng)
   stream = lambda i: jax.random.fold_in(key, i)
   step = state.step
-  r_params, r_opt = state.r_params, state.r_opt
+  r_params, r_opt, r_ema = state.r_params, state.r_opt, state.r_ema
   d_params, d_opt = state.d_params, state.d_opt
   history, count = state.history, state.history_count
   if not disc.num_classes:
@@ -302,6 +318,9 @@ def refiner_step(state: RefinerState, rendered: jax.Array, real: jax.Array,
       updates, r_opt = tx.update(grads, r_opt, r_params)
       r_params = optax.apply_updates(r_params, updates)
     metrics.update(r_loss=loss, r_adv=adv, r_l1=l1)
+    if state.r_ema is not None:
+      decay = jnp.where(step >= ema_start, ema_decay, 0.0)
+      r_ema = optax.incremental_update(r_params, r_ema, 1.0 - decay)
 
   if phase in ("pretrain_d", "adversarial"):
     half = batch_size // 2
@@ -338,7 +357,8 @@ def refiner_step(state: RefinerState, rendered: jax.Array, real: jax.Array,
                    d_real=jnp.mean(jax.nn.sigmoid(real_logits)),
                    d_fake=jnp.mean(jax.nn.sigmoid(fake_logits)))
 
-  new = state.replace(step=step + 1, r_params=r_params, r_opt=r_opt,
+  new = state.replace(step=step + 1, r_params=r_params, r_ema=r_ema,
+                      r_opt=r_opt,
                       d_params=d_params, d_opt=d_opt, history=history,
                       history_count=count)
   return new, metrics
@@ -374,7 +394,8 @@ def make_train_chunks(cfg, num: int = 0,
     step = functools.partial(
         refiner_step, phase=phase, refiner=refiner, disc=disc,
         tx=optimizer(cfg), batch_size=cfg.batch_size,
-        reg_lambda=cfg.reg_lambda, r_updates=cfg.r_updates)
+        reg_lambda=cfg.reg_lambda, r_updates=cfg.r_updates,
+        ema_decay=cfg.ema_decay, ema_start=cfg.ema_start)
     if num:
       chunks[phase] = train_loop.repeat_step(class_step(step),
                                              {n: (num,) for n in METRICS})
@@ -483,6 +504,9 @@ def run_key(config) -> str:
     cfg.pop(name)
   if not cfg["conditional"]:  # as keyed before the option existed
     cfg.pop("conditional")
+  if not cfg["ema_decay"]:  # likewise
+    cfg.pop("ema_decay")
+    cfg.pop("ema_start")
   procedural = config.procedural.to_dict()
   procedural.pop("workers")
   what = {"refiner": cfg, "seed": config.seed, "data": config.data.name,
@@ -502,7 +526,8 @@ def store_meta(config) -> dict[str, Any]:
           "history_size": r.history_size,
           **({"num_refiners": num_refiners(config)} if r.per_class else {}),
           **({"conditional_d": config.data.num_classes}
-             if r.conditional else {})}
+             if r.conditional else {}),
+          **({"ema": True} if r.ema_decay > 0 else {})}
 
 
 def class_data(images: np.ndarray, labels: np.ndarray | None, num: int,
@@ -626,7 +651,7 @@ def train(config, workdir: str, rendered: np.ndarray, real: np.ndarray,
       if step % cfg.checkpoint_every == 0 or step == total or stop.requested:
         store.save(mngr, step, state, meta)
         if grid_data is not None:
-          grid = pairs_grid(cfg, state.r_params, *grid_data,
+          grid = pairs_grid(cfg, refining_params(state), *grid_data,
                             num or int(grid_data[1].max()) + 1,
                             cfg.grid_per_class)
           image_grid.save_grid(paths.refiner_samples(workdir, step), grid)
@@ -655,12 +680,12 @@ def refine(config, workdir: str) -> str:
   state = train(config, workdir, rendered, real, (rendered, labels),
                 rendered_labels=labels, real_labels=real_labels)
   cfg = config.refiner
-  grid = pairs_grid(cfg, state.r_params, rendered, labels, k,
-                    cfg.grid_per_class)
+  params = refining_params(state)
+  grid = pairs_grid(cfg, params, rendered, labels, k, cfg.grid_per_class)
   image_grid.save_grid(paths.refined_pairs(workdir), grid)
   stamp = {"refiner": run_key(config), "refiner_step": steps_done(state),
            "num_images": int(len(labels))}
   return sources.store_source(
       workdir, "refined", stamp,
-      lambda: (refine_labelled(cfg, state.r_params, rendered, labels), labels),
+      lambda: (refine_labelled(cfg, params, rendered, labels), labels),
       k, config.gan.grid_per_class)

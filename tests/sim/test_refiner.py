@@ -89,8 +89,10 @@ def test_history_buffer_holds_what_was_pushed():
 
 
 @pytest.mark.slow  # long compile; CI's second step
-def test_resumed_training_is_bit_identical(tiny_config, tmp_path):
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_resumed_training_is_bit_identical(tiny_config, tmp_path, ema_decay):
   config = tiny_refiner(tiny_config)
+  config.refiner.ema_decay = ema_decay
   rendered, real = images(40, 0), images(40, 1)
   full = refiner.train(config, str(tmp_path / "full"), rendered, real)
   assert int(full.step) == refiner.total_steps(config.refiner) == 8
@@ -104,6 +106,45 @@ def test_resumed_training_is_bit_identical(tiny_config, tmp_path):
   chex.assert_trees_all_equal(jax.device_get(full), jax.device_get(resumed))
   lines = (tmp_path / "full" / "refiner_metrics.jsonl").read_text().splitlines()
   assert len(lines) == 4  # steps 2, 4, 6, 8
+
+
+def ema_run(tiny_config, ema_decay, ema_start, steps=3):
+  """(R's weights before, after `steps` adversarial steps, the state after)."""
+  cfg = tiny_refiner(tiny_config).refiner
+  cfg.ema_decay, cfg.ema_start, cfg.learning_rate = ema_decay, ema_start, 1e-2
+  state = refiner.create_state(cfg, (8, 8, 1), jax.random.key(0))
+  before = jax.device_get(state.r_params)  # the step donates the state
+  state, _ = refiner.make_train_chunks(cfg)["adversarial"](
+      state, images(32, 0), images(32, 1), steps)
+  return before, state
+
+
+def test_refiner_ema_copies_weights_before_its_start(tiny_config):
+  _, state = ema_run(tiny_config, 0.9, ema_start=100)
+  chex.assert_trees_all_equal(state.r_ema, state.r_params)
+  assert refiner.refining_params(state) is state.r_ema
+
+
+def test_refiner_ema_averages_weights(tiny_config):
+  before, one = ema_run(tiny_config, 0.9, 0, steps=1)
+  # One step from r_ema = r_params = before: 0.9 * before + 0.1 * after.
+  want = jax.tree.map(lambda b, a: 0.9 * b + 0.1 * a, before, one.r_params)
+  chex.assert_trees_all_close(one.r_ema, want, atol=1e-6)
+  _, three = ema_run(tiny_config, 0.9, 0)
+  moved = jax.tree.map(lambda e, p: float(jnp.max(jnp.abs(e - p))),
+                       three.r_ema, three.r_params)
+  assert max(jax.tree.leaves(moved)) > 1e-4  # R moved on; its average lags
+  _, off = ema_run(tiny_config, 0.0, 0)
+  assert off.r_ema is None and refiner.refining_params(off) is off.r_params
+
+
+def test_refiner_ema_has_its_own_store(tiny_config):
+  config = tiny_refiner(tiny_config)
+  plain = refiner.run_key(config)
+  config.refiner.ema_start = 5  # no moving average: same refiner, same store
+  assert refiner.run_key(config) == plain
+  config.refiner.ema_decay = 0.99
+  assert refiner.run_key(config) != plain
 
 
 def test_nonfinite_refiner_stops_with_a_clear_error(tiny_config, tmp_path):
@@ -142,10 +183,29 @@ def test_refine_stage_writes_labelled_set(tiny_config, tmp_path):
   assert (tmp_path / "synthetic" / "refined.json").read_text() == stamp
 
 
+@pytest.mark.slow  # renders and trains; CI's second step
+def test_refine_stage_refines_with_the_moving_average(tiny_config, tmp_path):
+  config = tiny_refiner(tiny_config)
+  config.refiner.ema_decay = 0.5
+  config.refiner.learning_rate = 1e-2
+  workdir = refine_and_check_labels(config, tmp_path)
+  rendered, labels = image_datasets.load_written(
+      paths.source_dir(workdir, "procedural"), "train")
+  refined, _ = image_datasets.load_written(
+      paths.source_dir(workdir, "refined"), "train")
+  state = refiner.train(config, workdir, rendered, images(8))  # restored
+  cfg = config.refiner
+  np.testing.assert_array_equal(
+      refined, refiner.refine_images(cfg, state.r_ema, rendered))
+  assert not np.array_equal(
+      refined, refiner.refine_images(cfg, state.r_params, rendered))
+
+
 @pytest.mark.parametrize("field,value", [
     ("width", 0), ("batch_size", 1),
     ("history_size", 3), ("reg_lambda", -1.0), ("learning_rate", 0.0),
-    ("r_pretrain_steps", -1), ("train_steps", 0), ("beta1", 1.0)])
+    ("r_pretrain_steps", -1), ("train_steps", 0), ("beta1", 1.0),
+    ("ema_decay", 1.0), ("ema_decay", -0.1), ("ema_start", -1)])
 def test_bad_refiner_config_is_a_one_line_error(field, value):
   config = config_schema.default_config()
   config.refiner[field] = value
