@@ -34,6 +34,7 @@ steps does not depend on where the game stands at the very last one.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -214,6 +215,17 @@ def num_refiners(config) -> int:
   """K refiners for `refiner.per_class` (one per class), else 0: one
   unstacked refiner for all classes."""
   return config.data.num_classes if config.refiner.per_class else 0
+
+
+def stored(state: RefinerState) -> dict[str, Any]:
+  """The state as the Orbax store holds it: its fields, less a moving
+  average that is off, so stores written before it existed still restore."""
+  return {f.name: getattr(state, f.name) for f in dataclasses.fields(state)
+          if getattr(state, f.name) is not None}
+
+
+def from_stored(tree: dict[str, Any]) -> RefinerState:
+  return RefinerState(**{"r_ema": None, **tree})
 
 
 def refining_params(state: RefinerState) -> Any:
@@ -596,8 +608,10 @@ def train(config, workdir: str, rendered: np.ndarray, real: np.ndarray,
   mngr = store.manager(paths.refiner_checkpoints(workdir, run_key(config)))
   meta = store_meta(config)
   state = store.restore_latest(
-      mngr, abstract_state(cfg, shape, num, classes), meta)
-  if state is None:
+      mngr, stored(abstract_state(cfg, shape, num, classes)), meta)
+  if state is not None:
+    state = from_stored(state)
+  else:
     key = jax.random.fold_in(jax.random.key(config.seed), 21)
     state = (create_states(cfg, shape, key, num) if num
              else create_state(cfg, shape, key, classes))
@@ -649,7 +663,7 @@ def train(config, workdir: str, rendered: np.ndarray, real: np.ndarray,
             f" (mean of {num} class refiners)" if num else "", rate,
             (total - step) / max(rate, 1e-9))
       if step % cfg.checkpoint_every == 0 or step == total or stop.requested:
-        store.save(mngr, step, state, meta)
+        store.save(mngr, step, stored(state), meta)
         if grid_data is not None:
           grid = pairs_grid(cfg, refining_params(state), *grid_data,
                             num or int(grid_data[1].max()) + 1,

@@ -2,6 +2,7 @@
 resume, the `refine` stage's labelled data set, config errors; the same for
 K per-class refiners trained in one vmapped step."""
 
+import dataclasses
 import functools
 
 import chex
@@ -145,6 +146,28 @@ def test_refiner_ema_has_its_own_store(tiny_config):
   assert refiner.run_key(config) == plain
   config.refiner.ema_decay = 0.99
   assert refiner.run_key(config) != plain
+
+
+def test_store_without_moving_average_still_restores(tiny_config, tmp_path):
+  """A refiner stored before the moving average existed resumes as it was."""
+  import flax.struct  # pylint: disable=g-import-not-at-top
+  from gansynth.runtime import store  # pylint: disable=g-import-not-at-top
+  fields = [f.name for f in dataclasses.fields(refiner.RefinerState)
+            if f.name != "r_ema"]
+  Old = flax.struct.dataclass(type("Old", (), {  # pylint: disable=invalid-name
+      "__annotations__": {name: object for name in fields}}))
+  config = tiny_refiner(tiny_config)
+  workdir = str(tmp_path)
+  state = refiner.create_state(config.refiner, (8, 8, 1), jax.random.key(0))
+  state = state.replace(step=jnp.int32(3))
+  mngr = store.manager(paths.refiner_checkpoints(
+      workdir, refiner.run_key(config)))
+  store.save(mngr, 3, Old(**{name: getattr(state, name) for name in fields}),
+             refiner.store_meta(config))
+  mngr.wait_until_finished()
+  config.refiner.train_steps = 1  # total 5: resumes at 3, runs 2 steps
+  resumed = refiner.train(config, workdir, images(40, 0), images(40, 1))
+  assert int(resumed.step) == 5 and resumed.r_ema is None
 
 
 def test_nonfinite_refiner_stops_with_a_clear_error(tiny_config, tmp_path):
