@@ -370,9 +370,8 @@ def refiner_step(state: RefinerState, rendered: jax.Array, real: jax.Array,
                    d_fake=jnp.mean(jax.nn.sigmoid(fake_logits)))
 
   new = state.replace(step=step + 1, r_params=r_params, r_ema=r_ema,
-                      r_opt=r_opt,
-                      d_params=d_params, d_opt=d_opt, history=history,
-                      history_count=count)
+                      r_opt=r_opt, d_params=d_params, d_opt=d_opt,
+                      history=history, history_count=count)
   return new, metrics
 
 
