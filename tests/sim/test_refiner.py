@@ -6,6 +6,7 @@ import dataclasses
 import functools
 
 import chex
+import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,6 +17,7 @@ from gansynth import paths
 from gansynth.data import image_datasets
 from gansynth.data import input_pipeline
 from gansynth.gan import synthesis
+from gansynth.runtime import store
 from gansynth.sim import refiner
 
 
@@ -150,8 +152,6 @@ def test_refiner_ema_has_its_own_store(tiny_config):
 
 def test_store_without_moving_average_still_restores(tiny_config, tmp_path):
   """A refiner stored before the moving average existed resumes as it was."""
-  import flax.struct  # pylint: disable=g-import-not-at-top
-  from gansynth.runtime import store  # pylint: disable=g-import-not-at-top
   fields = [f.name for f in dataclasses.fields(refiner.RefinerState)
             if f.name != "r_ema"]
   Old = flax.struct.dataclass(type("Old", (), {  # pylint: disable=invalid-name
