@@ -159,8 +159,15 @@ def epoch_shuffled_indices(key: jax.Array, count: jax.Array, capacity: int,
     return jnp.argsort(jnp.where(valid, u, 2.0))
 
   first = epoch[0]
-  return jnp.where(epoch == first, order(first)[offset],
-                   order(first + 1)[offset])
+
+  def straddling():
+    return jnp.where(epoch == first, order(first)[offset],
+                     order(first + 1)[offset])
+
+  # One permutation (a sort of `capacity` keys) unless the batch crosses
+  # into the next epoch; under vmap both branches run, as a select.
+  return jax.lax.cond(epoch[-1] == first, lambda: order(first)[offset],
+                      straddling)
 
 
 def class_batch(key: jax.Array, images: jax.Array, count: jax.Array,

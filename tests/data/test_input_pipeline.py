@@ -41,6 +41,19 @@ def test_sampled_batches_stay_in_class_and_cover_each_epoch():
   assert not np.array_equal(epochs[0], epochs[1])  # reshuffled
 
 
+def test_sampled_batches_are_the_same_under_vmap():
+  """K classes' draws mapped at once equal each class's draw alone."""
+  counts, capacity, batch = jnp.array([7, 13, 20]), 20, 5
+  keys = jax.random.split(jax.random.key(4), 3)
+  draw = lambda k, c, s: input_pipeline.epoch_shuffled_indices(
+      k, c, capacity, batch, s)
+  for s in range(9):
+    mapped = jax.vmap(draw, in_axes=(0, 0, None))(keys, counts, jnp.int32(s))
+    for k in range(3):
+      np.testing.assert_array_equal(mapped[k],
+                                    draw(keys[k], counts[k], jnp.int32(s)))
+
+
 def test_unequal_classes_and_missing_class():
   labels = np.array([0, 0, 0, 1, 2, 2])
   images = np.arange(6, dtype=np.uint8).reshape(6, 1, 1, 1)

@@ -292,6 +292,9 @@ def k_steps_and_one_by_one(cfg, phase, rendered, rendered_labels, real,
   state = state.replace(step=state.step + 5)  # batches straddle epochs
   k_state, k_metrics = refiner.make_train_chunks(cfg, 3)[phase](
       jax.tree.map(jnp.copy, state), rendered_d, real_d, num_steps)
+  if cfg.ema_decay and phase == "adversarial":  # the average lags R
+    kernel = lambda p: p["Conv_0"]["kernel"]
+    assert not np.allclose(kernel(k_state.r_ema), kernel(k_state.r_params))
   for k in range(3):
     single = jax.tree.map(lambda x, k=k: x[k], state)
     sums = {n: 0.0 for n in refiner.METRICS}
@@ -320,15 +323,19 @@ def test_class_step_equals_one_refiner_per_class(tiny_config, phase):
 
 
 @pytest.mark.slow  # long compile; CI's second step
-def test_class_step_draws_only_each_class_images(tiny_config):
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_class_step_draws_only_each_class_images(tiny_config, ema_decay):
   # Classes of unequal size: row k is padded, and refiner k draws from its
-  # first counts[k] images, as refiner_step does given that count.
+  # first counts[k] images, as refiner_step does given that count. Each
+  # refiner's moving average (if on) is its own.
   cfg = per_class_refiner(tiny_config).refiner
+  cfg.ema_decay = ema_decay
   r, d = refiner.make_networks(cfg)
   step = jax.jit(functools.partial(
       refiner.refiner_step, phase="adversarial", refiner=r, disc=d,
       tx=refiner.optimizer(cfg), batch_size=cfg.batch_size,
-      reg_lambda=cfg.reg_lambda, r_updates=cfg.r_updates))
+      reg_lambda=cfg.reg_lambda, r_updates=cfg.r_updates,
+      ema_decay=cfg.ema_decay, ema_start=cfg.ema_start))
   rendered, rendered_labels = labelled([9, 12, 10], 0)
   real, real_labels = labelled([15, 8, 11], 1)
   k_steps_and_one_by_one(
