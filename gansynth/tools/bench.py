@@ -4,6 +4,7 @@
   python -m gansynth.tools.bench --config configs/quickstart.py \
       --strategies=vmap:lax,vmap:matmul,conv_unroll:auto --run=step,kcurve
   python -m gansynth.tools.bench --config configs/bench_svhn.py --run=profile
+  python -m gansynth.tools.bench --config configs/mnist.py:cpu --run=refiner
 
 Data are random images of the config's shape (no data set is read), so only
 compute is measured. "model GFLOP/s" counts the model's own arithmetic (see
@@ -39,9 +40,10 @@ from gansynth.cpu import matmul_conv
 from gansynth.cpu import step_profile
 from gansynth.data import input_pipeline
 from gansynth.gan import gan_train
+from gansynth.sim import refiner
 
 RUNS = ("ceiling", "step", "layers", "profile", "input", "kcurve",
-        "synthesis", "torch")
+        "synthesis", "torch", "refiner")
 DEFAULT_RUN = ("ceiling", "step", "input", "synthesis", "torch")
 FLAGS = flags.FLAGS
 
@@ -170,6 +172,29 @@ def input_throughput(config, steps: int, repeats: int) -> float:
   many(data).block_until_ready()
   return steps * bs * data.counts.shape[0] / best_time(lambda: many(data),
                                                        repeats)
+
+
+def refiner_speed(config, steps: int, repeats: int) -> float:
+  """Adversarial steps/s of the one SimGAN refiner (config.refiner) on random
+  rendered and real sets of the procedural source's size: every batch is
+  drawn from a permutation of the whole set, so its size is part of the
+  cost."""
+  cfg, k = config.refiner, config.data.num_classes
+  n = config.procedural.num_per_class * k
+  shape = (config.data.image_size,) * 2 + (config.data.channels,)
+  rng = np.random.default_rng(0)
+  images = jnp.asarray(rng.integers(0, 256, (n, *shape), dtype=np.uint8))
+  labels = jnp.asarray(rng.integers(0, k, n).astype(np.int32))
+  data = (images, labels) if cfg.conditional else images
+  chunk = refiner.make_train_chunks(cfg, 0, k)["adversarial"]
+  holder = list(chunk(refiner.create_state(cfg, shape, jax.random.key(0), k),
+                      data, data, steps))  # compile; the state is donated
+
+  def run():
+    holder[0], metrics = chunk(holder[0], data, data, steps)
+    return metrics
+
+  return steps / best_time(run, repeats)
 
 
 def synthesis_speed(config, total: int, repeats: int) -> float:
@@ -439,6 +464,11 @@ def run(config, strategies: Sequence[str] = ("auto",),
     mapping = cpu.strategy(config)
     print(f"synthesis of {synth_images} images: {rate:.0f} img/s "
           f"({synth_images / rate:.1f}s, {mapping})", flush=True)
+  if "refiner" in parts:
+    n = config.procedural.num_per_class * config.data.num_classes
+    rate = refiner_speed(config, 10 * steps, repeats)
+    print(f"refiner (one R, {n} rendered and real images): {rate:.2f} "
+          f"adversarial steps/s", flush=True)
   if "torch" in parts:
     try:
       import torch  # pylint: disable=g-import-not-at-top

@@ -14,12 +14,13 @@ from gansynth.tools import bench
 
 
 @pytest.mark.slow  # ~2.5 min of compiles on 2 CPU cores
-def test_bench_prints_step_kcurve_input_and_synthesis():
+def test_bench_prints_step_kcurve_input_synthesis_and_refiner():
   cmd = [sys.executable, "-m", "gansynth.tools.bench",
          "--config", "configs/quickstart.py:tiny", "--config.gan.batch_size=4",
          "--config.gan.architecture=study",
          "--strategies=auto,unroll:auto,vmap:matmul",
-         "--run=step,layers,profile,input,kcurve,synthesis,torch", "--steps=1",
+         "--run=step,layers,profile,input,kcurve,synthesis,torch,refiner",
+         "--steps=1",
          "--repeats=1", "--synth_images=40"]
   out = subprocess.run(cmd, capture_output=True, text=True, check=True,
                        cwd=REPO,
@@ -41,6 +42,8 @@ def test_bench_prints_step_kcurve_input_and_synthesis():
     assert len(re.findall(rf"^  {kind} +\d+ ms +\d+%$", out, re.M)) == 3, out
   assert re.search(r"input pipeline alone: \d+ img/s = \d+x", out), out
   assert re.search(r"synthesis of 40 images: \d+ img/s", out), out
+  assert re.search(r"^refiner \(one R, \d+ rendered and real images\): "
+                   r"[\d.]+ adversarial steps/s$", out, re.M), out
   assert "PyTorch reference" in out or "torch reference skipped" in out
 
 
