@@ -20,9 +20,9 @@ procedural 81.9% on the held-out train[55000:] (README, docs/gan_quality.md);
 with --config.classifier.sources=procedural,refined the SimGAN refiner's
 digits (one refiner, a label-conditioned patch D of width 128, lambda 1,
 batch 16, 3,000 adversarial steps, refined by the moving average of R's
-weights; about 14 minutes of refiner training on 2 cores) scored 92.86%,
-93.36% and 89.30% on seeds 0, 1 and 2, procedural + 11.0, + 9.4 and + 7.6
-(docs/refiner.md gives its time and the settings it beat).
+weights; about 14 minutes of refiner training on 2 cores) scored 92.86%
+on seed 0, procedural + 11.0 (seeds 1-3: + 9.4, + 7.6, + 10.0;
+docs/refiner.md gives its time and the settings it beat).
 
 Offline import of the original IDX files (see README, "Real data"):
   python -m gansynth.main --config configs/mnist.py --workdir /tmp/mnist \\
