@@ -97,6 +97,7 @@ def default_config() -> ml_collections.ConfigDict:
   # Below 1: draw num_per_class / keep_fraction images per class and keep
   # those the class's D scores most real (discriminator rejection).
   config.synthesis.keep_fraction = 1.0
+  config.synthesis.temperature = 1.0  # the latents' std: z ~ N(0, t^2)
   # Choose the stored GAN step (and EMA or not) by the accuracy on real
   # images of `select_split` of a short classifier trained on each
   # candidate's images (selection.py). The split is carved from the training
@@ -136,6 +137,9 @@ def default_config() -> ml_collections.ConfigDict:
   # which starts at step ema_start (counting all three phases).
   config.refiner.ema_decay = 0.0
   config.refiner.ema_start = 0
+  # > 0: R's and D's learning rates fall linearly to 0 over the last
+  # decay_steps adversarial steps (CycleGAN's schedule).
+  config.refiner.decay_steps = 0
   config.refiner.log_every = 100
   config.refiner.checkpoint_every = 500
   config.refiner.grid_per_class = 5  # rendered | refined pairs per class
@@ -373,6 +377,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
        "mesh.process_id together (or none, to let JAX find the cluster)")
   need(0 < config.synthesis.keep_fraction <= 1, "synthesis.keep_fraction",
        "must be in (0, 1]")
+  need(config.synthesis.temperature > 0, "synthesis.temperature",
+       "must be positive (1: the latents G was trained on)")
   need(config.synthesis.standing_stats >= 0, "synthesis.standing_stats",
        "must be 0 (off) or a number of latents per GAN")
   for field in ("gan.latent_dim", "gan.g_width", "gan.d_width",
@@ -414,6 +420,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   need(0 <= r.ema_decay < 1, "refiner.ema_decay",
        "must be in [0, 1) (0: no moving average)")
   need(r.ema_start >= 0, "refiner.ema_start", "0 or more")
+  need(0 <= r.decay_steps <= r.train_steps, "refiner.decay_steps",
+       "0 (a constant learning rate) up to refiner.train_steps")
   need(not r.per_class
        or config.procedural.num_per_class >= r.batch_size,
        "refiner.batch_size",

@@ -60,6 +60,8 @@ CASES = [
      ConfigError, "config.classifier.label_smoothing=1.0: must be in [0, 1)"),
     ("keep no samples", set_field("synthesis.keep_fraction", 0.0),
      ConfigError, "config.synthesis.keep_fraction=0.0: must be in (0, 1]"),
+    ("latents of std 0", set_field("synthesis.temperature", 0.0),
+     ConfigError, "config.synthesis.temperature=0.0: must be positive"),
     ("unknown source", set_field("classifier.sources", "real,vae"),
      ConfigError, "config.classifier.sources='real,vae'"),
     ("prepare without files", stages("prepare"), ConfigError,

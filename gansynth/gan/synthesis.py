@@ -40,6 +40,10 @@ def generate(config, state: gan_train.TrainState, num_per_class: int,
   most real, in the order drawn: a deterministic form of discriminator
   rejection sampling (Azadi et al. 2019) that drops the samples the GAN's
   own D finds least like the class's real images.
+
+  The latents are z ~ N(0, t^2) with t = `synthesis.temperature`: below 1
+  trades diversity for fidelity (as truncation does, Brock et al. 2019),
+  above 1 the other way.
   """
   sampler = gan_train.make_sampler(config, nets)
   keep = config.synthesis.keep_fraction
@@ -57,8 +61,8 @@ def generate(config, state: gan_train.TrainState, num_per_class: int,
   bar = progress.bar(k * drawn, "synthesis", unit="img")
   for i, start in enumerate(range(0, drawn, batch)):
     n = min(batch, drawn - start)
-    z = jax.random.normal(jax.random.fold_in(key, i),
-                          (k, batch, config.gan.latent_dim))
+    z = config.synthesis.temperature * jax.random.normal(
+        jax.random.fold_in(key, i), (k, batch, config.gan.latent_dim))
     images = input_pipeline.to_uint8(sampler(gans, z))
     chunks.append(images[:, :n])
     if scorer is not None:  # D scores the stored (uint8) images
@@ -94,6 +98,8 @@ def synthesize(config, workdir: str,
            "standing_stats": config.synthesis.standing_stats}
   if config.synthesis.keep_fraction < 1:
     stamp["keep_fraction"] = config.synthesis.keep_fraction
+  if config.synthesis.temperature != 1:
+    stamp["temperature"] = config.synthesis.temperature
   return sources.store_source(
       workdir, "gan", stamp,
       lambda: generate(config, state, config.synthesis.num_per_class,

@@ -268,6 +268,24 @@ def sample_history(history: Any, count: jax.Array, n: int,
 # Step.
 
 
+def lr_scale(step: jax.Array, end: int, decay_steps: int) -> jax.Array:
+  """1, then falling linearly to 0 over the `decay_steps` steps before `end`.
+
+  CycleGAN's schedule (Zhu et al. 2017) for the adversarial phase: the
+  refined set is what R stands at when the game stops, and a learning rate
+  that reaches zero lets R settle there instead of stopping mid-move.
+  Scaling Adam's update scales its learning rate; keyed by the step, it
+  needs no optimizer state, so a resumed run stays bit-identical.
+  """
+  if not decay_steps:
+    return jnp.ones(())
+  return jnp.clip((end - step) / decay_steps, 0.0, 1.0)
+
+
+def scaled(updates, scale: jax.Array):
+  return jax.tree.map(lambda u: u * scale.astype(u.dtype), updates)
+
+
 def _batch(key, images, count, batch_size, step, labels=None):
   """A float batch of `images` (and its labels, or None) at `step`."""
   n = images.shape[0]
@@ -281,7 +299,7 @@ def refiner_step(state: RefinerState, rendered: jax.Array, real: jax.Array,
                  *, phase: str, refiner: nn.Module, disc: nn.Module,
                  tx: optax.GradientTransformation, batch_size: int,
                  reg_lambda: float, r_updates: int, ema_decay: float = 0.0,
-                 ema_start: int = 0,
+                 ema_start: int = 0, decay_end: int = 0, decay_steps: int = 0,
                  rendered_count: jax.Array | None = None,
                  real_count: jax.Array | None = None,
                  rendered_labels: jax.Array | None = None,
@@ -296,7 +314,9 @@ def refiner_step(state: RefinerState, rendered: jax.Array, real: jax.Array,
   conditional D (`disc.num_classes`) takes the images' labels: a refined
   image keeps its rendered image's label, also in the history buffer.
   After R's updates its moving average (if the state has one) moves by
-  `ema_decay`; before step `ema_start` it copies R's weights.
+  `ema_decay`; before step `ema_start` it copies R's weights. With
+  `decay_steps`, R's and D's learning rates fall linearly to zero over the
+  `decay_steps` steps before step `decay_end` (`lr_scale`).
   """
   key = jax.random.wrap_key_data(state.rng)
   stream = lambda i: jax.random.fold_in(key, i)
@@ -308,6 +328,7 @@ def refiner_step(state: RefinerState, rendered: jax.Array, real: jax.Array,
     rendered_labels = real_labels = None
   zero = jnp.zeros(())
   metrics = {name: zero for name in METRICS}
+  scale = lr_scale(step, decay_end, decay_steps)
 
   def d_logits(params, x, labels=None):
     return disc.apply({"params": params}, x, labels)
@@ -328,7 +349,7 @@ def refiner_step(state: RefinerState, rendered: jax.Array, real: jax.Array,
       (loss, (adv, l1)), grads = jax.value_and_grad(r_loss_fn, has_aux=True)(
           r_params, x, x_labels)
       updates, r_opt = tx.update(grads, r_opt, r_params)
-      r_params = optax.apply_updates(r_params, updates)
+      r_params = optax.apply_updates(r_params, scaled(updates, scale))
     metrics.update(r_loss=loss, r_adv=adv, r_l1=l1)
     if state.r_ema is not None:
       decay = jnp.where(step >= ema_start, ema_decay, 0.0)
@@ -361,7 +382,7 @@ def refiner_step(state: RefinerState, rendered: jax.Array, real: jax.Array,
     (loss, (real_logits, fake_logits)), grads = jax.value_and_grad(
         d_loss_fn, has_aux=True)(d_params)
     updates, d_opt = tx.update(grads, d_opt, d_params)
-    d_params = optax.apply_updates(d_params, updates)
+    d_params = optax.apply_updates(d_params, scaled(updates, scale))
     history, count = push_history(
         history, count, jax.tree.map(lambda new: new[:half], new_items),
         jax.random.fold_in(stream(5), step))
@@ -406,7 +427,8 @@ def make_train_chunks(cfg, num: int = 0,
         refiner_step, phase=phase, refiner=refiner, disc=disc,
         tx=optimizer(cfg), batch_size=cfg.batch_size,
         reg_lambda=cfg.reg_lambda, r_updates=cfg.r_updates,
-        ema_decay=cfg.ema_decay, ema_start=cfg.ema_start)
+        ema_decay=cfg.ema_decay, ema_start=cfg.ema_start,
+        decay_end=total_steps(cfg), decay_steps=cfg.decay_steps)
     if num:
       chunks[phase] = train_loop.repeat_step(class_step(step),
                                              {n: (num,) for n in METRICS})
@@ -518,6 +540,10 @@ def run_key(config) -> str:
   if not cfg["ema_decay"]:  # likewise
     cfg.pop("ema_decay")
     cfg.pop("ema_start")
+  if cfg["decay_steps"]:  # the schedule ends at the last step
+    cfg["train_steps"] = config.refiner.train_steps
+  else:
+    cfg.pop("decay_steps")
   procedural = config.procedural.to_dict()
   procedural.pop("workers")
   what = {"refiner": cfg, "seed": config.seed, "data": config.data.name,

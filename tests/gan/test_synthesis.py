@@ -104,3 +104,21 @@ def test_conditional_scorer_gives_row_r_the_label_r(tiny_config):
         {"params": gan.d_params, "batch_stats": gan.d_stats}, images[r],
         np.full(6, r, np.int32), train=False).reshape(6), rtol=1e-5,
         atol=1e-5)
+
+
+def test_temperature_scales_the_latents(tiny_config):
+  """At temperature t each class's G draws from t * z, the same z as at 1."""
+  config = tiny_config
+  config.synthesis.batch_size = 6
+  state = gan_train.create_state(config, jax.random.key(0))
+  plain, _ = synthesis.generate(config, state, 6, seed=0)
+  config.synthesis.temperature = 1.5
+  hot, labels = synthesis.generate(config, state, 6, seed=0)
+  z = jax.random.normal(jax.random.fold_in(
+      jax.random.fold_in(jax.random.key(0), 11), 0),
+      (config.data.num_classes, 6, config.gan.latent_dim))
+  want = input_pipeline.to_uint8(
+      gan_train.make_sampler(config)(state.gans, 1.5 * z))
+  np.testing.assert_array_equal(hot, want.reshape(hot.shape))
+  assert not np.array_equal(hot, plain)
+  np.testing.assert_array_equal(labels, np.repeat(np.arange(10), 6))

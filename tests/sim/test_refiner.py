@@ -150,6 +150,73 @@ def test_refiner_ema_has_its_own_store(tiny_config):
   assert refiner.run_key(config) != plain
 
 
+def test_lr_scale_falls_linearly_to_zero_at_the_end():
+  scale = lambda step: float(refiner.lr_scale(jnp.int32(step), 10, 4))
+  assert [scale(s) for s in (0, 6, 7, 8, 9, 10, 12)] == [
+      1.0, 1.0, 0.75, 0.5, 0.25, 0.0, 0.0]
+  assert float(refiner.lr_scale(jnp.int32(9), 10, 0)) == 1.0  # off
+
+
+def adversarial_step(cfg, decay_end):
+  r, d = refiner.make_networks(cfg)
+  return jax.jit(functools.partial(
+      refiner.refiner_step, phase="adversarial", refiner=r, disc=d,
+      tx=refiner.optimizer(cfg), batch_size=cfg.batch_size,
+      reg_lambda=cfg.reg_lambda, r_updates=cfg.r_updates,
+      decay_end=decay_end, decay_steps=2))
+
+
+def test_decayed_step_at_its_end_leaves_weights_unchanged(tiny_config):
+  cfg = tiny_refiner(tiny_config).refiner
+  cfg.learning_rate, cfg.r_updates = 1e-2, 1
+  state = refiner.create_state(cfg, (8, 8, 1), jax.random.key(0))
+  before = jax.device_get(state)
+  rendered, real = images(32, 0), images(32, 1)
+  stopped, _ = adversarial_step(cfg, decay_end=0)(state, rendered, real)
+  chex.assert_trees_all_equal(stopped.r_params, before.r_params)
+  chex.assert_trees_all_equal(stopped.d_params, before.d_params)
+  assert int(stopped.step) == 1  # the step still ran (Adam's moments moved)
+  half, _ = adversarial_step(cfg, decay_end=1)(state, rendered, real)
+  full, _ = adversarial_step(cfg, decay_end=10)(state, rendered, real)
+  # Scale 1/2: half of the full step's move (Adam's update is linear in lr).
+  chex.assert_trees_all_close(
+      jax.tree.map(lambda h, b: h - b, half.r_params, before.r_params),
+      jax.tree.map(lambda f, b: (f - b) / 2, full.r_params, before.r_params),
+      atol=1e-6)
+
+
+def test_decayed_training_resumes_bit_identically(tiny_config):
+  """The schedule is keyed by the step: chunks of 3 + 2 steps equal 5."""
+  cfg = tiny_refiner(tiny_config).refiner
+  cfg.train_steps, cfg.decay_steps, cfg.learning_rate = 5, 4, 1e-2
+  cfg.r_pretrain_steps = cfg.d_pretrain_steps = 0  # steps 1-4 decay
+  rendered, real = images(32, 0), images(32, 1)
+  chunk = refiner.make_train_chunks(cfg)["adversarial"]
+  new = lambda: refiner.create_state(cfg, (8, 8, 1), jax.random.key(0))
+  whole, _ = chunk(new(), rendered, real, 5)
+  part, _ = chunk(new(), rendered, real, 3)
+  part = jax.device_get(part)  # as restored from the store
+  resumed, _ = chunk(jax.device_put(part), rendered, real, 2)
+  chex.assert_trees_all_equal(jax.device_get(whole), jax.device_get(resumed))
+  cfg.decay_steps = 0
+  constant, _ = refiner.make_train_chunks(cfg)["adversarial"](
+      new(), rendered, real, 5)
+  kernel = lambda s: jax.device_get(s.r_params["Conv_0"]["kernel"])
+  assert not np.array_equal(kernel(constant), kernel(whole))
+
+
+def test_decay_keys_the_store_by_its_length(tiny_config):
+  config = tiny_refiner(tiny_config)
+  plain = refiner.run_key(config)
+  config.refiner.train_steps += 1  # constant rate: the same run, continued
+  assert refiner.run_key(config) == plain
+  config.refiner.decay_steps = 2
+  decayed = refiner.run_key(config)
+  assert decayed != plain
+  config.refiner.train_steps += 1  # the schedule ends elsewhere: another run
+  assert refiner.run_key(config) != decayed
+
+
 def test_store_without_moving_average_still_restores(tiny_config, tmp_path):
   """A refiner stored before the moving average existed resumes as it was."""
   fields = [f.name for f in dataclasses.fields(refiner.RefinerState)
@@ -228,7 +295,8 @@ def test_refine_stage_refines_with_the_moving_average(tiny_config, tmp_path):
     ("width", 0), ("batch_size", 1),
     ("history_size", 3), ("reg_lambda", -1.0), ("learning_rate", 0.0),
     ("r_pretrain_steps", -1), ("train_steps", 0), ("beta1", 1.0),
-    ("ema_decay", 1.0), ("ema_decay", -0.1), ("ema_start", -1)])
+    ("ema_decay", 1.0), ("ema_decay", -0.1), ("ema_start", -1),
+    ("decay_steps", -1), ("decay_steps", 1001)])
 def test_bad_refiner_config_is_a_one_line_error(field, value):
   config = config_schema.default_config()
   config.refiner[field] = value
