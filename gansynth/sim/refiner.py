@@ -274,8 +274,9 @@ def lr_scale(step: jax.Array, end: int, decay_steps: int) -> jax.Array:
   CycleGAN's schedule (Zhu et al. 2017) for the adversarial phase: the
   refined set is what R stands at when the game stops, and a learning rate
   that reaches zero lets R settle there instead of stopping mid-move.
-  Scaling Adam's update scales its learning rate; keyed by the step, it
-  needs no optimizer state, so a resumed run stays bit-identical.
+  Scaling Adam's update scales its learning rate. Keyed by the step (not
+  by an optax schedule's update count, which for R is `r_updates` per
+  step), it needs no optimizer state, so a resumed run stays bit-identical.
   """
   if not decay_steps:
     return jnp.ones(())

@@ -189,7 +189,7 @@ def test_decayed_training_resumes_bit_identically(tiny_config):
   """The schedule is keyed by the step: chunks of 3 + 2 steps equal 5."""
   cfg = tiny_refiner(tiny_config).refiner
   cfg.train_steps, cfg.decay_steps, cfg.learning_rate = 5, 4, 1e-2
-  cfg.r_pretrain_steps = cfg.d_pretrain_steps = 0  # steps 1-4 decay
+  cfg.r_pretrain_steps = cfg.d_pretrain_steps = 0  # steps 2-4: 3/4 .. 1/4
   rendered, real = images(32, 0), images(32, 1)
   chunk = refiner.make_train_chunks(cfg)["adversarial"]
   new = lambda: refiner.create_state(cfg, (8, 8, 1), jax.random.key(0))
