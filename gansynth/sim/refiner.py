@@ -283,10 +283,6 @@ def lr_scale(step: jax.Array, end: int, decay_steps: int) -> jax.Array:
   return jnp.clip((end - step) / decay_steps, 0.0, 1.0)
 
 
-def scaled(updates, scale: jax.Array):
-  return jax.tree.map(lambda u: u * scale.astype(u.dtype), updates)
-
-
 def _batch(key, images, count, batch_size, step, labels=None):
   """A float batch of `images` (and its labels, or None) at `step`."""
   n = images.shape[0]
@@ -330,6 +326,8 @@ def refiner_step(state: RefinerState, rendered: jax.Array, real: jax.Array,
   zero = jnp.zeros(())
   metrics = {name: zero for name in METRICS}
   scale = lr_scale(step, decay_end, decay_steps)
+  scaled = lambda updates: (optax.tree_utils.tree_scale(scale, updates)
+                            if decay_steps else updates)
 
   def d_logits(params, x, labels=None):
     return disc.apply({"params": params}, x, labels)
@@ -350,7 +348,7 @@ def refiner_step(state: RefinerState, rendered: jax.Array, real: jax.Array,
       (loss, (adv, l1)), grads = jax.value_and_grad(r_loss_fn, has_aux=True)(
           r_params, x, x_labels)
       updates, r_opt = tx.update(grads, r_opt, r_params)
-      r_params = optax.apply_updates(r_params, scaled(updates, scale))
+      r_params = optax.apply_updates(r_params, scaled(updates))
     metrics.update(r_loss=loss, r_adv=adv, r_l1=l1)
     if state.r_ema is not None:
       decay = jnp.where(step >= ema_start, ema_decay, 0.0)
@@ -383,7 +381,7 @@ def refiner_step(state: RefinerState, rendered: jax.Array, real: jax.Array,
     (loss, (real_logits, fake_logits)), grads = jax.value_and_grad(
         d_loss_fn, has_aux=True)(d_params)
     updates, d_opt = tx.update(grads, d_opt, d_params)
-    d_params = optax.apply_updates(d_params, scaled(updates, scale))
+    d_params = optax.apply_updates(d_params, scaled(updates))
     history, count = push_history(
         history, count, jax.tree.map(lambda new: new[:half], new_items),
         jax.random.fold_in(stream(5), step))
