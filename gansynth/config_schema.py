@@ -125,6 +125,9 @@ def default_config() -> ml_collections.ConfigDict:
   config.refiner.num_blocks = 4  # R's ResNet blocks (the paper's 4)
   config.refiner.d_width = 64  # D's widths: 1.5x, 1x, 0.5x, 0.5x this
   config.refiner.reg_lambda = 10.0  # weight of L1(refined, rendered), R's loss
+  # > 1: that L1 is taken between reg_pool x reg_pool block averages (SimGAN's
+  # feature map psi), which leaves the stroke inside each block free.
+  config.refiner.reg_pool = 1
   config.refiner.learning_rate = 1e-4  # Adam (the paper: SGD 1e-3)
   config.refiner.beta1 = 0.5
   config.refiner.batch_size = 64
@@ -405,7 +408,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   need(isinstance(r.per_class, bool), "refiner.per_class",
        "True (one refiner per class) or False (one for all classes)")
   for field in ("width", "num_blocks", "d_width", "batch_size",
-                "history_size", "r_updates", "train_steps", "log_every",
+                "history_size", "r_updates", "reg_pool", "train_steps", "log_every",
                 "checkpoint_every", "grid_per_class"):
     need(r[field] > 0, f"refiner.{field}", "must be a positive integer")
   for field in ("r_pretrain_steps", "d_pretrain_steps"):

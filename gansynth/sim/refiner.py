@@ -4,7 +4,8 @@ Shrivastava et al. 2017, "Learning from Simulated and Unsupervised Images
 through Adversarial Training". A fully convolutional refiner R maps a
 rendered image to one of the same shape; a local discriminator D scores
 every patch of an image as real or refined. R's loss is D's adversarial loss
-plus lambda * L1(R(x), x), the self-regularisation that keeps the label. D's
+plus lambda * L1(psi(R(x)), psi(x)), the self-regularisation that keeps the
+label (psi the identity, or an average pool: `self_regularisation`). D's
 fake batch is half fresh refined images and half drawn from a history buffer
 of earlier ones, so D does not forget old artefacts and R cannot reintroduce
 them. Training runs three phases: R on the L1 term alone, then D alone, then
@@ -143,6 +144,21 @@ def make_networks(cfg, num_classes: int = 0
 
 def optimizer(cfg) -> optax.GradientTransformation:
   return optax.adam(cfg.learning_rate, b1=cfg.beta1, b2=0.999)
+
+
+def self_regularisation(refined: jax.Array, rendered: jax.Array,
+                        pool: int = 1) -> jax.Array:
+  """Mean |psi(R(x)) - psi(x)|: SimGAN's self-regularisation term.
+
+  psi is the paper's feature map: the identity at `pool` 1, else an average
+  over `pool` x `pool` blocks, which keeps the digit's layout (and so its
+  label) while leaving the stroke's shape inside each block free to change.
+  """
+  if pool > 1:
+    psi = lambda x: nn.avg_pool(x, (pool, pool), strides=(pool, pool),
+                                padding="SAME")
+    refined, rendered = psi(refined), psi(rendered)
+  return jnp.mean(jnp.abs(refined - rendered))
 
 
 def bce(logits: jax.Array, target: float) -> jax.Array:
@@ -295,7 +311,8 @@ def _batch(key, images, count, batch_size, step, labels=None):
 def refiner_step(state: RefinerState, rendered: jax.Array, real: jax.Array,
                  *, phase: str, refiner: nn.Module, disc: nn.Module,
                  tx: optax.GradientTransformation, batch_size: int,
-                 reg_lambda: float, r_updates: int, ema_decay: float = 0.0,
+                 reg_lambda: float, r_updates: int, reg_pool: int = 1,
+                 ema_decay: float = 0.0,
                  ema_start: int = 0, decay_end: int = 0, decay_steps: int = 0,
                  rendered_count: jax.Array | None = None,
                  real_count: jax.Array | None = None,
@@ -337,7 +354,7 @@ def refiner_step(state: RefinerState, rendered: jax.Array, real: jax.Array,
 
     def r_loss_fn(params, x, labels):
       refined = refiner.apply({"params": params}, x)
-      l1 = jnp.mean(jnp.abs(refined - x))
+      l1 = self_regularisation(refined, x, reg_pool)
       adv = (bce(d_logits(d_params, refined, labels), 1.0) if adversarial
              else zero)
       return adv + reg_lambda * l1, (adv, l1)
@@ -425,9 +442,9 @@ def make_train_chunks(cfg, num: int = 0,
     step = functools.partial(
         refiner_step, phase=phase, refiner=refiner, disc=disc,
         tx=optimizer(cfg), batch_size=cfg.batch_size,
-        reg_lambda=cfg.reg_lambda, r_updates=cfg.r_updates,
-        ema_decay=cfg.ema_decay, ema_start=cfg.ema_start,
-        decay_end=total_steps(cfg), decay_steps=cfg.decay_steps)
+        reg_lambda=cfg.reg_lambda, reg_pool=cfg.reg_pool,
+        r_updates=cfg.r_updates, ema_decay=cfg.ema_decay,
+        ema_start=cfg.ema_start, decay_end=total_steps(cfg), decay_steps=cfg.decay_steps)
     if num:
       chunks[phase] = train_loop.repeat_step(class_step(step),
                                              {n: (num,) for n in METRICS})

@@ -72,6 +72,44 @@ def test_large_lambda_keeps_r_near_identity(tiny_config):
   assert free > 3 * near, (free, near)
 
 
+def test_pooled_self_regularisation_ignores_changes_inside_a_block():
+  x = jax.random.uniform(jax.random.key(0), (2, 8, 8, 1), minval=-1,
+                         maxval=1)
+  # Move ink within each 2x2 block (a zero-mean change per block): the
+  # pooled term does not see it, the pixel term does.
+  within = jnp.tile(jnp.array([[0.2, -0.2], [-0.2, 0.2]]), (4, 4))[..., None]
+  assert float(refiner.self_regularisation(x + within, x, 2)) < 1e-6
+  np.testing.assert_allclose(
+      refiner.self_regularisation(x + within, x, 1), 0.2, rtol=1e-5)
+  # Moving ink to another block is seen at every pool size.
+  across = jnp.zeros((8, 8, 1)).at[:4].set(0.2).at[4:].set(-0.2)
+  assert float(refiner.self_regularisation(x + across, x, 2)) > 0.19
+  # A pool that does not divide the image still covers all of it.
+  assert float(refiner.self_regularisation(x + 0.3, x, 3)) > 0.1
+
+
+def test_reg_pool_reaches_r_loss(tiny_config):
+  cfg = tiny_refiner(tiny_config).refiner
+  state = refiner.create_state(cfg, (8, 8, 1), jax.random.key(0))
+  # A perturbed R, whose change is not constant inside each 2x2 block.
+  state = state.replace(r_params=jax.tree.map(
+      lambda p: p + 0.02 * jax.random.normal(jax.random.key(1), p.shape),
+      state.r_params))
+  rendered, real = images(32, 0), images(32, 1)
+
+  def r_l1(pool):
+    cfg.reg_pool = pool
+    _, metrics = refiner.make_train_chunks(cfg)["pretrain_r"](
+        jax.tree.map(jnp.copy, state), rendered, real, 1)  # it is donated
+    return float(metrics["r_l1"])
+
+  pixel, pooled = r_l1(1), r_l1(2)
+  assert pixel > 0.01, pixel
+  # |block mean| <= block mean of |.|, with equality only for a change
+  # that is constant inside every block.
+  assert pooled < pixel - 1e-4, (pooled, pixel)
+
+
 def test_history_buffer_holds_what_was_pushed():
   size, shape = 6, (2, 2, 1)
   history, count = jnp.zeros((size,) + shape), jnp.int32(0)
@@ -296,7 +334,7 @@ def test_refine_stage_refines_with_the_moving_average(tiny_config, tmp_path):
     ("history_size", 3), ("reg_lambda", -1.0), ("learning_rate", 0.0),
     ("r_pretrain_steps", -1), ("train_steps", 0), ("beta1", 1.0),
     ("ema_decay", 1.0), ("ema_decay", -0.1), ("ema_start", -1),
-    ("decay_steps", -1), ("decay_steps", 1001)])
+    ("decay_steps", -1), ("decay_steps", 1001), ("reg_pool", 0)])
 def test_bad_refiner_config_is_a_one_line_error(field, value):
   config = config_schema.default_config()
   config.refiner[field] = value
