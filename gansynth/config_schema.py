@@ -408,8 +408,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   need(isinstance(r.per_class, bool), "refiner.per_class",
        "True (one refiner per class) or False (one for all classes)")
   for field in ("width", "num_blocks", "d_width", "batch_size",
-                "history_size", "r_updates", "reg_pool", "train_steps", "log_every",
-                "checkpoint_every", "grid_per_class"):
+                "history_size", "r_updates", "reg_pool", "train_steps",
+                "log_every", "checkpoint_every", "grid_per_class"):
     need(r[field] > 0, f"refiner.{field}", "must be a positive integer")
   for field in ("r_pretrain_steps", "d_pretrain_steps"):
     need(r[field] >= 0, f"refiner.{field}", "0 or more")

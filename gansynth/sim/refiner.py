@@ -444,7 +444,8 @@ def make_train_chunks(cfg, num: int = 0,
         tx=optimizer(cfg), batch_size=cfg.batch_size,
         reg_lambda=cfg.reg_lambda, reg_pool=cfg.reg_pool,
         r_updates=cfg.r_updates, ema_decay=cfg.ema_decay,
-        ema_start=cfg.ema_start, decay_end=total_steps(cfg), decay_steps=cfg.decay_steps)
+        ema_start=cfg.ema_start, decay_end=total_steps(cfg),
+        decay_steps=cfg.decay_steps)
     if num:
       chunks[phase] = train_loop.repeat_step(class_step(step),
                                              {n: (num,) for n in METRICS})
@@ -556,6 +557,8 @@ def run_key(config) -> str:
   if not cfg["ema_decay"]:  # likewise
     cfg.pop("ema_decay")
     cfg.pop("ema_start")
+  if cfg.get("reg_pool", 1) == 1:  # likewise
+    cfg.pop("reg_pool", None)
   if cfg["decay_steps"]:  # the schedule ends at the last step
     cfg["train_steps"] = config.refiner.train_steps
   else:

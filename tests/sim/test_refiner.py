@@ -255,6 +255,16 @@ def test_decay_keys_the_store_by_its_length(tiny_config):
   assert refiner.run_key(config) != decayed
 
 
+def test_reg_pool_keys_its_own_store_and_leaves_others_as_they_were(
+    tiny_config):
+  config = tiny_refiner(tiny_config)
+  plain = refiner.run_key(config)
+  del config.refiner["reg_pool"]  # a config from before the option
+  assert refiner.run_key(config) == plain
+  config.refiner.reg_pool = 2
+  assert refiner.run_key(config) != plain
+
+
 def test_store_without_moving_average_still_restores(tiny_config, tmp_path):
   """A refiner stored before the moving average existed resumes as it was."""
   fields = [f.name for f in dataclasses.fields(refiner.RefinerState)
